@@ -1,0 +1,1 @@
+"""Experiment configuration: typed schema (`schema`), value checks (`types`), YAML loading and overrides (`loading`)."""

@@ -1,0 +1,86 @@
+"""The typed experiment config that everything downstream trusts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Any, Literal, Optional
+
+from gradexp.config.types import NonNegativeInt, PositiveInt, Range
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A section that names a registered builder (`name`, or `mode` for clip) and its keyword arguments."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the shared runner trains: the same keys for every model."""
+
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 32
+    # Evaluate on the dev split every this many optimizer steps (and after the last step).
+    eval_every: PositiveInt = 100
+    seed: NonNegativeInt = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    shuffle: bool = True
+    # Which model the test split is evaluated on: the best dev checkpoint, or the final weights (Keras reports the final one).
+    keep: Literal["best", "last"] = "best"
+    dtype: Literal["float32", "float64"] = "float32"
+    # Steps between moving recorded norms to the host and writing them: the only per-step sync point.
+    flush_every: Annotated[int, Range(ge=1, le=10_000)] = 50
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """What the run's plots show."""
+
+    # Plot only the first N steps (the article shows 40 for the explosion, 100 with clipping); null for all.
+    steps: Optional[PositiveInt] = None
+    log_y: bool = False
+    # Parameters on the gradient-norm plot (full dotted names or their last component); null for the model's default.
+    params: Optional[list[str]] = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment, fully resolved: every default filled in, every value checked."""
+
+    name: str
+    source: str
+    data: ComponentConfig
+    model: ComponentConfig
+    optimizer: ComponentConfig
+    loss: ComponentConfig
+    clip: ComponentConfig
+    train: TrainConfig = TrainConfig()
+    plot: PlotConfig = PlotConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-ready data (the run folder's config.yaml)."""
+        resolved: dict[str, Any] = {}
+        for section in COMPONENT_SECTIONS:
+            component: ComponentConfig = getattr(self, section)
+            resolved[section] = {COMPONENT_SECTIONS[section]: component.name, **component.params}
+        for section in PLAIN_SECTIONS:
+            resolved[section] = asdict(getattr(self, section))
+        return resolved
+
+
+# Component sections and the key that names their builder.
+COMPONENT_SECTIONS: dict[str, str] = {
+    "data": "name",
+    "model": "name",
+    "optimizer": "name",
+    "loss": "name",
+    "clip": "mode",
+}
+PLAIN_SECTIONS: dict[str, type] = {"train": TrainConfig, "plot": PlotConfig}
+SECTION_NAMES = tuple(COMPONENT_SECTIONS) + tuple(PLAIN_SECTIONS)
+
+
+def plain_section_keys(section: str) -> list[str]:
+    return [f.name for f in fields(PLAIN_SECTIONS[section])]

@@ -1,0 +1,7 @@
+"""Datasets, looked up by name. Adding one: a module with a `@DATASETS.register` builder, and its import below."""
+
+from gradexp.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+from gradexp.data import digit_sum  # noqa: E402,F401  (registers its builder)

@@ -1,0 +1,84 @@
+"""Build every component a config names, before anything is written: a bad config fails here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gradexp.clipping import CLIP_MODES
+from gradexp.clipping.base import GradientClipper
+from gradexp.config.schema import ExperimentConfig
+from gradexp.data import DATASETS
+from gradexp.data.base import Dataset
+from gradexp.errors import ConfigError
+from gradexp.evaluation import TASK_METRICS, Metric
+from gradexp.losses import LOSSES
+from gradexp.models import MODELS
+from gradexp.optim import OPTIMIZERS
+
+FLOAT_TYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class Experiment:
+    config: ExperimentConfig
+    device: torch.device
+    dtype: torch.dtype
+    dataset: Dataset
+    model: nn.Module
+    parameter_names: list[str]
+    train_loss: nn.Module
+    mean_loss: nn.Module
+    metric: Metric
+    optimizer: torch.optim.Optimizer
+    clipper: GradientClipper
+
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        return [parameter for _, parameter in self.model.named_parameters()]
+
+
+def resolve_device(name: str, source: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(source, "train.device", "cuda was asked for but this machine has no CUDA device "
+                                                  "(or torch was installed without CUDA); use cpu or auto")
+    return torch.device(name)
+
+
+def build_experiment(config: ExperimentConfig) -> Experiment:
+    """Data, model, losses, optimizer and clipper for `config`, seeded from train.seed."""
+    try:
+        return _build(config)
+    except ConfigError as failure:
+        raise failure.with_source(config.source) from None
+
+
+def _build(config: ExperimentConfig) -> Experiment:
+    train = config.train
+    device = resolve_device(train.device, config.source)
+    dtype = FLOAT_TYPES[train.dtype]
+    dataset = DATASETS.get(config.data.name)(train.seed, **config.data.params)
+    if train.batch_size > len(dataset.train):
+        raise ConfigError(config.source, "train.batch_size",
+                          f"expected at most the training set's size {len(dataset.train)}, got {train.batch_size}")
+    torch.manual_seed(train.seed)
+    model = MODELS.get(config.model.name)(dataset.spec, **config.model.params).to(device=device, dtype=dtype)
+    loss_builder = LOSSES.get(config.loss.name)
+    loss_params = {key: value for key, value in config.loss.params.items() if key != "reduction"}
+    return Experiment(
+        config=config,
+        device=device,
+        dtype=dtype,
+        dataset=dataset,
+        model=model,
+        parameter_names=[name for name, _ in model.named_parameters()],
+        train_loss=loss_builder(**config.loss.params),
+        mean_loss=loss_builder(**loss_params, reduction="mean"),
+        metric=TASK_METRICS[dataset.spec.task],
+        optimizer=OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params),
+        clipper=CLIP_MODES.get(config.clip.name)(**config.clip.params),
+    )

@@ -1,0 +1,124 @@
+"""Everything a run writes: the run folder, buffered CSV logs, atomic JSON/YAML/checkpoint files.
+
+Files that must be all-or-nothing (summary.json, config.yaml, checkpoints) are written to a
+temporary file and renamed, so a crash leaves either the old file, the new one, or none.
+CSV rows are appended whole and flushed in batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import yaml
+
+from gradexp.errors import OutputError
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_folder(out_dir: str | Path, name: str) -> Path:
+    """Create `out_dir/<name>-<UTC timestamp>/`, adding -2, -3 ... rather than reuse a folder that exists."""
+    out_dir = Path(out_dir)
+    base = f"{name}-{utc_timestamp()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            candidate = out_dir / (base if attempt == 1 else f"{base}-{attempt}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as failure:
+        raise OutputError(str(out_dir), f"cannot create a run folder here ({failure.strerror or failure})") from None
+    raise OutputError(str(out_dir), f"too many run folders named {base}*")
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON data: non-finite floats become null (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def _write_atomically(path: Path, write: Any, binary: bool = False) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as failure:
+        raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    _write_atomically(path, lambda file: json.dump(json_ready(data), file, indent=2, sort_keys=False) or file.write("\n"))
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    _write_atomically(path, lambda file: yaml.safe_dump(data, file, sort_keys=False))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _write_atomically(path, lambda file: file.write(data), binary=True)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def format_number(value: float) -> str:
+    """Shortest round-trip text of a float; the same value always gives the same bytes."""
+    if isinstance(value, bool):
+        return str(int(value))
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class CsvLog:
+    """An append-only CSV file written in whole rows; `flush` pushes them to disk."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = list(columns)
+        try:
+            self._file = path.open("w", encoding="utf-8", newline="")
+        except OSError as failure:
+            raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._writer.writerow(self.columns)
+
+    def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        self._writer.writerows([["" if cell is None else format_number(cell) for cell in row] for row in rows])
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()

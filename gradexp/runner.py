@@ -1,0 +1,332 @@
+"""The one training loop every model shares.
+
+Each step reads like the articles' loops: forward, loss, backward, record the gradient norms,
+clip, record them again, update. Norms stay on the device and reach the host once per
+`train.flush_every` steps (and before every evaluation), which is also where divergence is
+detected: a non-finite loss or gradient ends the run as a result (`status: diverged`), not a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol
+
+import numpy as np
+import torch
+
+import gradexp
+from gradexp.config.schema import ExperimentConfig
+from gradexp.data.base import Split
+from gradexp.evaluation import evaluate
+from gradexp.experiment import Experiment, build_experiment
+from gradexp.plotting import plot_run
+from gradexp.recording import CsvLog, create_run_folder, save_checkpoint, write_json, write_yaml
+
+
+class Reporter(Protocol):
+    """How the runner tells the outside world about progress (the CLI draws a progress bar)."""
+
+    def run_started(self, run_dir: Path, total_steps: int) -> None: ...
+
+    def step_done(self, step: int) -> None: ...
+
+    def evaluated(self, step: int, dev: dict[str, float]) -> None: ...
+
+    def run_finished(self, summary: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    def run_started(self, run_dir: Path, total_steps: int) -> None:
+        pass
+
+    def step_done(self, step: int) -> None:
+        pass
+
+    def evaluated(self, step: int, dev: dict[str, float]) -> None:
+        pass
+
+    def run_finished(self, summary: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Divergence:
+    step: int
+    epoch: int
+    parameter: str
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def metric_columns(parameter_names: list[str]) -> list[str]:
+    """metrics.csv header: the order of the values each step records."""
+    return (
+        ["step", "epoch", "loss", "lr"]
+        + [f"grad_norm/{name}" for name in parameter_names] + ["grad_norm/total"]
+        + [f"clipped_norm/{name}" for name in parameter_names] + ["clipped_norm/total"]
+        + ["clip_threshold", "clipped"]
+    )
+
+
+def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of every gradient tensor and of all of them together, as one device vector (k + 1,)."""
+    norms = torch.stack(torch._foreach_norm(grads, 2.0)).double()
+    return torch.cat([norms, torch.linalg.vector_norm(norms).reshape(1)])
+
+
+@dataclass
+class StepRecorder:
+    """Buffers each step's values on the device; `flush` writes them and checks them for divergence."""
+
+    log: CsvLog
+    parameter_names: list[str]
+    _device_rows: list[torch.Tensor] = field(default_factory=list)
+    _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
+    _blocks: list[np.ndarray] = field(default_factory=list)
+
+    def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
+               after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor) -> None:
+        self._host_columns.append((step, epoch, lr))
+        self._device_rows.append(torch.cat([
+            loss.detach().double().reshape(1), before, after,
+            threshold.double().reshape(1), clipped.double().reshape(1),
+        ]))
+
+    @property
+    def pending(self) -> int:
+        return len(self._device_rows)
+
+    def flush(self) -> Optional[Divergence]:
+        """Write the buffered rows (one device-to-host copy); stop at the first non-finite one."""
+        if not self._device_rows:
+            return None
+        block = torch.stack(self._device_rows).cpu().numpy()
+        host = self._host_columns
+        self._device_rows, self._host_columns = [], []
+        watched = block[:, : 2 + len(self.parameter_names)]  # loss and every pre-clip norm
+        bad_rows = np.flatnonzero(~np.isfinite(watched).all(axis=1))
+        divergence = None
+        if len(bad_rows):
+            first = int(bad_rows[0])
+            bad_parameters = np.flatnonzero(~np.isfinite(block[first, 1:1 + len(self.parameter_names)]))
+            culprit = self.parameter_names[bad_parameters[0]] if len(bad_parameters) else "loss"
+            divergence = Divergence(step=host[first][0], epoch=host[first][1], parameter=culprit)
+            block, host = block[: first + 1], host[: first + 1]
+        self._blocks.append(block)
+        rows = []
+        for (step, epoch, lr), values in zip(host, block.tolist()):
+            *numbers, threshold, clipped = values
+            rows.append([step, epoch, numbers[0], lr, *numbers[1:], None if math.isnan(threshold) else threshold,
+                         int(clipped)])
+        self.log.write_rows(rows)
+        self.log.flush()
+        return divergence
+
+    def statistics(self) -> dict[str, Any]:
+        """Per-parameter maxima and medians of the pre-clip norms, and how often clipping acted."""
+        k = len(self.parameter_names)
+        names = self.parameter_names + ["total"]
+        if not self._blocks:
+            return {"max_grad_norm": {}, "median_grad_norm": {}, "max_clipped_norm": {}, "clip_fraction": None,
+                    "final_loss": None}
+        block = np.concatenate(self._blocks)
+        before, after = block[:, 1:k + 2], block[:, k + 2:2 * k + 3]
+
+        def finite_stat(values: np.ndarray, reduce) -> float | None:
+            finite = values[np.isfinite(values)]
+            return float(reduce(finite)) if len(finite) else None
+
+        return {
+            "max_grad_norm": {n: finite_stat(before[:, i], np.max) for i, n in enumerate(names)},
+            "median_grad_norm": {n: finite_stat(before[:, i], np.median) for i, n in enumerate(names)},
+            "max_clipped_norm": {n: finite_stat(after[:, i], np.max) for i, n in enumerate(names)},
+            "clip_fraction": float(block[:, -1].mean()),
+            "final_loss": float(block[-1, 0]),
+        }
+
+
+def batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator) -> Iterator[Split]:
+    """Mini-batches in order, or in a fresh random order drawn from `generator` (Keras-style, every epoch)."""
+    order = torch.randperm(len(split), generator=generator) if shuffle else torch.arange(len(split))
+    order = order.to(split.inputs.device)
+    for start in range(0, len(split), batch_size):
+        index = order[start:start + batch_size]
+        yield Split(split.inputs[index], split.targets[index])
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    return math.ceil(train_size / batch_size)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or
+        platform.machine(),
+        "versions": {
+            "gradexp": gradexp.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+    }
+
+
+def run(config: ExperimentConfig, out_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
+    """Train `config` into a new run folder under `out_dir`; returns the folder and its summary.
+
+    Config and data problems raise before the folder is created, so a failed start leaves nothing behind.
+    """
+    experiment = build_experiment(config)
+    run_dir = create_run_folder(out_dir, config.name)
+    write_yaml(run_dir / "config.yaml", config.to_dict())
+    return RunResult(run_dir, Training(experiment, run_dir, reporter or SilentReporter()).train())
+
+
+class Training:
+    """One run of the shared loop; its attributes are the state a step reads and writes."""
+
+    def __init__(self, experiment: Experiment, run_dir: Path, reporter: Reporter) -> None:
+        self.experiment = experiment
+        self.config = experiment.config
+        self.run_dir = run_dir
+        self.reporter = reporter
+        dataset = experiment.dataset
+        self.train_split = dataset.train.to(experiment.device, experiment.dtype)
+        self.dev_split = dataset.dev.to(experiment.device, experiment.dtype) if dataset.dev is not None else None
+        self.test_split = dataset.test.to(experiment.device, experiment.dtype) if dataset.test is not None else None
+        self.generator = torch.Generator().manual_seed(self.config.train.seed)
+        self.recorder = StepRecorder(CsvLog(run_dir / "metrics.csv", metric_columns(experiment.parameter_names)),
+                                     experiment.parameter_names)
+        self.eval_log = CsvLog(run_dir / "eval.csv", ["step", "epoch", "split", "loss", experiment.metric.name])
+        self.step = 0
+        self.epoch = 0
+        self.best_dev: Optional[dict[str, float]] = None
+        self.best_state: Optional[dict[str, torch.Tensor]] = None
+        self.divergence: Optional[Divergence] = None
+
+    def train(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        train_config = self.config.train
+        total_steps = train_config.epochs * steps_per_epoch(len(self.train_split), train_config.batch_size)
+        self.reporter.run_started(self.run_dir, total_steps)
+        self._train_steps(total_steps)
+        self._flush()
+        self.recorder.log.close()
+        if self.divergence is not None:
+            self.step, self.epoch = self.divergence.step, self.divergence.epoch
+        return self._finish(time.perf_counter() - started)
+
+    def _train_steps(self, total_steps: int) -> None:
+        """The loop itself; returns after the last step or at the first flush that finds a divergence."""
+        train_config = self.config.train
+        model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
+        parameters = self.experiment.parameters
+        for parameter in parameters:
+            parameter.grad = torch.zeros_like(parameter)
+        # zero_grad(set_to_none=False) keeps these very tensors, so the list stays valid for every step.
+        grads = [parameter.grad for parameter in parameters]
+        model.train()
+        for self.epoch in range(1, train_config.epochs + 1):
+            for batch in batches(self._epoch_split(), train_config.batch_size, train_config.shuffle, self.generator):
+                self.step += 1
+                optimizer.zero_grad(set_to_none=False)
+                loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
+                loss.backward()
+                before = gradient_norms(grads)
+                outcome = clipper.clip(grads, parameters)
+                after = gradient_norms(grads)
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                self.recorder.record(self.step, self.epoch, lr, loss, before, after, outcome.threshold,
+                                     outcome.clipped)
+                self.reporter.step_done(self.step)
+                due_for_eval = self.step % train_config.eval_every == 0 or self.step == total_steps
+                if (self.recorder.pending >= train_config.flush_every or due_for_eval) and self._flush():
+                    return
+                if due_for_eval:
+                    self._evaluate_dev()
+
+    def _epoch_split(self) -> Split:
+        resample = self.experiment.dataset.resample_train
+        if resample is None:
+            return self.train_split
+        return resample(self.generator).to(self.experiment.device, self.experiment.dtype)
+
+    def _flush(self) -> bool:
+        """Write pending rows; True once the run has diverged."""
+        if self.divergence is None:
+            self.divergence = self.recorder.flush()
+        return self.divergence is not None
+
+    def _evaluate_dev(self) -> None:
+        if self.dev_split is None:
+            return
+        metric = self.experiment.metric
+        dev = evaluate(self.experiment.model, self.dev_split, self.experiment.mean_loss, metric)
+        self.eval_log.write_rows([[self.step, self.epoch, "dev", dev["loss"], dev[metric.name]]])
+        self.eval_log.flush()
+        if metric.improves(dev[metric.name], self.best_dev[metric.name] if self.best_dev else None):
+            self.best_dev = {"step": self.step, **dev}
+            self.best_state = {name: tensor.detach().clone() for name, tensor in
+                               self.experiment.model.state_dict().items()}
+            save_checkpoint(self.run_dir / "best.pt", {"model": self.best_state, "step": self.step, "dev": dev,
+                                                       "config": self.config.to_dict()})
+        self.reporter.evaluated(self.step, dev)
+
+    def _evaluate_test(self) -> Optional[dict[str, float]]:
+        if self.test_split is None:
+            return None
+        model = self.experiment.model
+        if self.config.train.keep == "best":
+            if self.best_state is None:
+                return None
+            model.load_state_dict(self.best_state)
+        metric = self.experiment.metric
+        test = evaluate(model, self.test_split, self.experiment.mean_loss, metric)
+        self.eval_log.write_rows([[self.step, self.epoch, "test", test["loss"], test[metric.name]]])
+        return test
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        test = self._evaluate_test()
+        self.eval_log.close()
+        plot_run(self.run_dir, self.config.plot, self._plot_parameters())
+        diverged = self.divergence is not None
+        summary = {
+            "name": self.config.name,
+            "status": "diverged" if diverged else "completed",
+            "diverged": diverged,
+            "diverged_at_step": self.divergence.step if diverged else None,
+            "diverged_parameter": self.divergence.parameter if diverged else None,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "seconds": round(seconds, 3),
+            "metric": self.experiment.metric.name,
+            "best_dev": self.best_dev,
+            "test": test,
+            "test_model": self.config.train.keep,
+            **self.recorder.statistics(),
+            "parameters": self.experiment.parameter_names,
+            "plot_parameters": self._plot_parameters(),
+            "clip": self.config.to_dict()["clip"],
+            **environment(self.experiment.device),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        self.reporter.run_finished(summary)
+        return summary
+
+    def _plot_parameters(self) -> list[str]:
+        chosen = self.config.plot.params
+        if chosen:
+            return chosen
+        return list(getattr(self.experiment.model, "default_plot_parameters", self.experiment.parameter_names))
