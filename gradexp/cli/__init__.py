@@ -1,0 +1,55 @@
+"""The `gradexp` command: parse, call the library, print. Library errors become one line and an exit code here.
+
+Each subcommand lives in its own module below and is attached in `_attach_commands`; adding one is a module plus one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from gradexp import __version__
+from gradexp.errors import GradexpError
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a library error into `error: <one line>` on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GradexpError as failure:
+            click.echo(f"error: {failure}", err=True)
+            sys.exit(failure.exit_code)
+
+    return wrapper
+
+
+overrides_option = click.option(
+    "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+    help="Override one config value (repeatable), e.g. --set optimizer.lr=0.1 --set clip.mode=none.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradexp")
+def main() -> None:
+    """gradexp: watch gradients explode and vanish, clip them, and compare the fixes.
+
+    Example: gradexp run configs/srn_explode.yaml
+    """
+
+
+def _attach_commands() -> None:
+    from gradexp.cli import plot, run, validate
+
+    for module in (run, validate, plot):
+        main.add_command(module.command)
+
+
+_attach_commands()
