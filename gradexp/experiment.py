@@ -17,6 +17,7 @@ from gradexp.evaluation import TASK_METRICS, Metric
 from gradexp.losses import LOSSES
 from gradexp.models import MODELS
 from gradexp.optim import OPTIMIZERS
+from gradexp.schedules import SCHEDULES, LearningRateSchedule
 
 FLOAT_TYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -33,6 +34,7 @@ class Experiment:
     mean_loss: nn.Module
     metric: Metric
     optimizer: torch.optim.Optimizer
+    schedule: LearningRateSchedule
     clipper: GradientClipper
 
     @property
@@ -69,6 +71,8 @@ def _build(config: ExperimentConfig) -> Experiment:
     model = MODELS.get(config.model.name)(dataset.spec, **config.model.params).to(device=device, dtype=dtype)
     loss_builder = LOSSES.get(config.loss.name)
     loss_params = {key: value for key, value in config.loss.params.items() if key != "reduction"}
+    metric = TASK_METRICS[dataset.spec.task]
+    optimizer = OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params)
     return Experiment(
         config=config,
         device=device,
@@ -78,7 +82,8 @@ def _build(config: ExperimentConfig) -> Experiment:
         parameter_names=[name for name, _ in model.named_parameters()],
         train_loss=loss_builder(**config.loss.params),
         mean_loss=loss_builder(**loss_params, reduction="mean"),
-        metric=TASK_METRICS[dataset.spec.task],
-        optimizer=OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params),
+        metric=metric,
+        optimizer=optimizer,
+        schedule=SCHEDULES.get(config.schedule.name)(optimizer, metric, **config.schedule.params),
         clipper=CLIP_MODES.get(config.clip.name)(**config.clip.params),
     )

@@ -14,6 +14,8 @@ def describe_summary(run_dir: Path, summary: dict[str, Any]) -> str:
     metric = summary["metric"]
     if summary["diverged"]:
         status = f"diverged at step {summary['diverged_at_step']} (first non-finite: {summary['diverged_parameter']})"
+    elif summary.get("early_stopped"):
+        status = f"{summary['status']} (early stop after step {summary['steps']})"
     else:
         status = summary["status"]
     lines = [f"status: {status}", f"steps: {summary['steps']} in {summary['seconds']:.1f}s on {summary['device']}"]

@@ -78,8 +78,11 @@ def metric_columns(parameter_names: list[str]) -> list[str]:
 
 
 def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of every gradient tensor and of all of them together, as one device vector (k + 1,)."""
-    norms = torch.stack(torch._foreach_norm(grads, 2.0)).double()
+    """L2 norm of every gradient tensor and of all of them together, as one device vector (k + 1,).
+
+    Accumulated in float64 so a norm clipped to c is recorded as c, not c plus float32 rounding.
+    """
+    norms = torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float64))
     return torch.cat([norms, torch.linalg.vector_norm(norms).reshape(1)])
 
 
@@ -89,6 +92,8 @@ class StepRecorder:
 
     log: CsvLog
     parameter_names: list[str]
+    # With norms not recorded, only the loss is watched for divergence.
+    norms_recorded: bool = True
     _device_rows: list[torch.Tensor] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
     _blocks: list[np.ndarray] = field(default_factory=list)
@@ -112,7 +117,8 @@ class StepRecorder:
         block = torch.stack(self._device_rows).cpu().numpy()
         host = self._host_columns
         self._device_rows, self._host_columns = [], []
-        watched = block[:, : 2 + len(self.parameter_names)]  # loss and every pre-clip norm
+        # the loss and every pre-clip norm
+        watched = block[:, : 2 + len(self.parameter_names)] if self.norms_recorded else block[:, :1]
         bad_rows = np.flatnonzero(~np.isfinite(watched).all(axis=1))
         divergence = None
         if len(bad_rows):
@@ -207,13 +213,15 @@ class Training:
         self.test_split = dataset.test.to(experiment.device, experiment.dtype) if dataset.test is not None else None
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.recorder = StepRecorder(CsvLog(run_dir / "metrics.csv", metric_columns(experiment.parameter_names)),
-                                     experiment.parameter_names)
+                                     experiment.parameter_names, self.config.train.record_norms)
         self.eval_log = CsvLog(run_dir / "eval.csv", ["step", "epoch", "split", "loss", experiment.metric.name])
         self.step = 0
         self.epoch = 0
         self.best_dev: Optional[dict[str, float]] = None
         self.best_state: Optional[dict[str, torch.Tensor]] = None
         self.divergence: Optional[Divergence] = None
+        self.evaluations_without_improvement = 0
+        self.early_stopped = False
 
     def train(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -232,6 +240,7 @@ class Training:
         train_config = self.config.train
         model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
         parameters = self.experiment.parameters
+        measure = gradient_norms if train_config.record_norms else self._unrecorded_norms(len(parameters))
         for parameter in parameters:
             parameter.grad = torch.zeros_like(parameter)
         # zero_grad(set_to_none=False) keeps these very tensors, so the list stays valid for every step.
@@ -243,9 +252,9 @@ class Training:
                 optimizer.zero_grad(set_to_none=False)
                 loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
                 loss.backward()
-                before = gradient_norms(grads)
+                before = measure(grads)
                 outcome = clipper.clip(grads, parameters)
-                after = gradient_norms(grads)
+                after = measure(grads)
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 self.recorder.record(self.step, self.epoch, lr, loss, before, after, outcome.threshold,
@@ -256,6 +265,13 @@ class Training:
                     return
                 if due_for_eval:
                     self._evaluate_dev()
+                    if self.early_stopped:
+                        return
+            self.experiment.schedule.epoch_ended()
+
+    def _unrecorded_norms(self, count: int):
+        placeholder = torch.full((count + 1,), math.nan, dtype=torch.float64, device=self.experiment.device)
+        return lambda grads: placeholder
 
     def _epoch_split(self) -> Split:
         resample = self.experiment.dataset.resample_train
@@ -276,19 +292,26 @@ class Training:
         dev = evaluate(self.experiment.model, self.dev_split, self.experiment.mean_loss, metric)
         self.eval_log.write_rows([[self.step, self.epoch, "dev", dev["loss"], dev[metric.name]]])
         self.eval_log.flush()
+        self.experiment.schedule.evaluated(dev)
         if metric.improves(dev[metric.name], self.best_dev[metric.name] if self.best_dev else None):
+            self.evaluations_without_improvement = 0
             self.best_dev = {"step": self.step, **dev}
             self.best_state = {name: tensor.detach().clone() for name, tensor in
                                self.experiment.model.state_dict().items()}
             save_checkpoint(self.run_dir / "best.pt", {"model": self.best_state, "step": self.step, "dev": dev,
                                                        "config": self.config.to_dict()})
+        else:
+            self.evaluations_without_improvement += 1
+        patience = self.config.train.patience
+        self.early_stopped = patience is not None and self.evaluations_without_improvement >= patience
         self.reporter.evaluated(self.step, dev)
 
     def _evaluate_test(self) -> Optional[dict[str, float]]:
         if self.test_split is None:
             return None
         model = self.experiment.model
-        if self.config.train.keep == "best":
+        # Early stopping restores the best model whatever train.keep says (seed 003).
+        if self.config.train.keep == "best" or self.early_stopped:
             if self.best_state is None:
                 return None
             model.load_state_dict(self.best_state)
@@ -308,6 +331,7 @@ class Training:
             "diverged": diverged,
             "diverged_at_step": self.divergence.step if diverged else None,
             "diverged_parameter": self.divergence.parameter if diverged else None,
+            "early_stopped": self.early_stopped,
             "steps": self.step,
             "epochs": self.epoch,
             "seconds": round(seconds, 3),

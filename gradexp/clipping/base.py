@@ -39,5 +39,5 @@ class Stateless:
         del state
 
 
-def constant(value: float, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def constant(value: float, like: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.tensor(value, device=like.device, dtype=dtype)

@@ -48,8 +48,9 @@ class PerTensorNormClip(Stateless):
         self.norm_type = norm_type
 
     def clip(self, grads: list[torch.Tensor], params: list[torch.Tensor]) -> ClipOutcome:
-        norms = torch.stack(torch._foreach_norm(grads, self.norm_type))
-        scales = (self.threshold / norms).clamp(max=1.0)
+        # float64 norms: a float32 norm can be low by an ulp, leaving the clipped norm just above the threshold.
+        norms = torch.stack(torch._foreach_norm(grads, self.norm_type, dtype=torch.float64))
+        scales = (self.threshold / norms).clamp(max=1.0).to(grads[0].dtype)
         torch._foreach_mul_(grads, list(scales.unbind(0)))
         return ClipOutcome(threshold=constant(self.threshold, grads[0]), clipped=(norms > self.threshold).any())
 

@@ -26,7 +26,11 @@ from gradexp.errors import ConfigError
 from gradexp.registry import Registry
 
 # Sections a config may leave out, and what they mean then.
-SECTION_DEFAULTS: dict[str, dict[str, Any]] = {"loss": {"name": "cross_entropy"}, "clip": {"mode": "none"}}
+SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "loss": {"name": "cross_entropy"},
+    "clip": {"mode": "none"},
+    "schedule": {"name": "none"},
+}
 
 
 def component_registry(section: str) -> Registry:
@@ -36,8 +40,10 @@ def component_registry(section: str) -> Registry:
     from gradexp.losses import LOSSES
     from gradexp.models import MODELS
     from gradexp.optim import OPTIMIZERS
+    from gradexp.schedules import SCHEDULES
 
-    return {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "loss": LOSSES, "clip": CLIP_MODES}[section]
+    return {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "loss": LOSSES, "clip": CLIP_MODES,
+            "schedule": SCHEDULES}[section]
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:

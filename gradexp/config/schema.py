@@ -30,6 +30,10 @@ class TrainConfig:
     # Which model the test split is evaluated on: the best dev checkpoint, or the final weights (Keras reports the final one).
     keep: Literal["best", "last"] = "best"
     dtype: Literal["float32", "float64"] = "float32"
+    # Stop once the dev metric has not improved for this many evaluations, keeping the best model; null never stops.
+    patience: Optional[PositiveInt] = None
+    # Record every parameter's gradient norm each step; off only to measure what recording costs.
+    record_norms: bool = True
     # Steps between moving recorded norms to the host and writing them: the only per-step sync point.
     flush_every: Annotated[int, Range(ge=1, le=10_000)] = 50
 
@@ -56,6 +60,7 @@ class ExperimentConfig:
     optimizer: ComponentConfig
     loss: ComponentConfig
     clip: ComponentConfig
+    schedule: ComponentConfig
     train: TrainConfig = TrainConfig()
     plot: PlotConfig = PlotConfig()
 
@@ -77,6 +82,7 @@ COMPONENT_SECTIONS: dict[str, str] = {
     "optimizer": "name",
     "loss": "name",
     "clip": "mode",
+    "schedule": "name",
 }
 PLAIN_SECTIONS: dict[str, type] = {"train": TrainConfig, "plot": PlotConfig}
 SECTION_NAMES = tuple(COMPONENT_SECTIONS) + tuple(PLAIN_SECTIONS)
