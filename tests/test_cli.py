@@ -1,0 +1,122 @@
+"""The CLI through click's CliRunner on tiny configs: every command, every file read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradexp.cli import main
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def only_folder(parent: Path) -> Path:
+    folders = [p for p in parent.iterdir() if p.is_dir()]
+    assert len(folders) == 1
+    return folders[0]
+
+
+def test_run_writes_a_complete_folder_and_names_it(write_config, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = invoke("run", write_config(), "--out", out, "--set", "optimizer.lr=0.1", "--set", "clip.mode=norm",
+                    "--set", "clip.threshold=0.5")
+    assert result.exit_code == 0, result.output
+    run_dir = only_folder(out)
+    assert f"run folder: {run_dir}" in result.output and "status: completed" in result.output
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["optimizer"]["lr"] == 0.1 and resolved["clip"] == {"mode": "norm", "threshold": 0.5,
+                                                                       "norm_type": 2.0}
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert len(metrics) == 10 and (metrics["clip_threshold"] == 0.5).all()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["clip"]["mode"] == "norm"
+    assert f"test accuracy: {summary['test']['accuracy']:.4g}" in result.output
+    evaluations = pd.read_csv(run_dir / "eval.csv")
+    assert set(evaluations["split"]) == {"dev", "test"}
+    for name in ("grad_norms.pdf", "loss.pdf", "best.pt"):
+        assert (run_dir / name).stat().st_size > 0
+
+
+def test_validate_prints_the_resolved_config(write_config) -> None:
+    result = invoke("validate", write_config(), "--set", "train.epochs=7")
+    assert result.exit_code == 0
+    resolved = yaml.safe_load(result.output)
+    assert resolved["train"]["epochs"] == 7 and resolved["optimizer"]["momentum"] == 0.0
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "optimizer.lr=-1"], "optimizer.lr (from --set): expected a value > 0, got -1"),
+    (["--set", "clip.mode=nrom"], "clip.mode (from --set): unknown clip mode 'nrom' (did you mean 'norm'?)"),
+    (["--set", "lr"], "--set lr: overrides must be in the form section.key=value"),
+])
+def test_config_errors_are_one_line_exit_2_and_leave_no_folder(write_config, tmp_path: Path, args, expected) -> None:
+    path = write_config()
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), *args])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {path}: {expected}") and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "nope.yaml: no such file" in result.output and "Traceback" not in result.output
+
+
+def test_plot_replots_with_choices(write_config, tmp_path: Path) -> None:
+    invoke("run", write_config(), "--out", tmp_path / "runs")
+    metrics = only_folder(tmp_path / "runs") / "metrics.csv"
+    target = tmp_path / "wub.pdf"
+    result = invoke("plot", metrics, "-o", target, "--params", "W,U,b", "--steps", "5", "--log-y")
+    assert result.exit_code == 0 and result.output == f"wrote {target}\n"
+    assert target.read_bytes().startswith(b"%PDF")
+
+
+def test_plot_figure_has_one_line_per_parameter(write_config, tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from gradexp import plotting
+
+    invoke("run", write_config(), "--out", tmp_path / "runs")
+    metrics = plotting.read_metrics(only_folder(tmp_path / "runs") / "metrics.csv")
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    plotting.plot_grad_norms(metrics, tmp_path / "x.pdf", ["rnn_model.W", "rnn_model.U", "rnn_model.b"], steps=4)
+    lines = figures[0].axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["W_grad_l2", "U_grad_l2", "b_grad_l2"]
+    assert all(len(line.get_xdata()) == 4 for line in lines)
+    plt.close("all")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "no such file"),
+    ("", "is empty"),
+    ("a,b\n1,2\n", "is not a gradexp metrics.csv"),
+    ("step,grad_norm/W\n1,abc\n", "column 'grad_norm/W' holds values that are not numbers"),
+])
+def test_plot_bad_input_is_one_line(tmp_path: Path, content, expected) -> None:
+    path = tmp_path / "metrics.csv"
+    if content is not None:
+        path.write_text(content)
+    result = CliRunner().invoke(main, ["plot", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and expected in result.output and "Traceback" not in result.output
+
+
+def test_plot_unknown_parameter(write_config, tmp_path: Path) -> None:
+    invoke("run", write_config(), "--out", tmp_path / "runs")
+    result = CliRunner().invoke(main, ["plot", str(only_folder(tmp_path / "runs") / "metrics.csv"), "--params", "V"])
+    assert result.exit_code == 2 and "no parameter 'V'" in result.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for name, command in main.commands.items():
+        result = invoke(name, "--help")
+        assert result.exit_code == 0 and "Example:" in result.output, name
