@@ -63,12 +63,14 @@ def select_parameters(available: Sequence[str], wanted: Optional[Sequence[str]],
     return chosen
 
 
-def _short(name: str, names: Sequence[str]) -> str:
+def short_parameter_name(name: str, names: Sequence[str]) -> str:
+    """The last dotted component (W for rnn_model.W) when no other name in `names` shares it, else the full name."""
     last = name.split(".")[-1]
     return last if sum(n.split(".")[-1] == last for n in names) == 1 else name
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """Write `figure` as a PDF without timestamps (same figure => same bytes), atomically, and close it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="pdf", metadata={"CreationDate": None, "ModDate": None})
     plt.close(figure)
@@ -85,7 +87,7 @@ def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], s
     colours = ARTICLE_COLOURS + [f"C{i}" for i in range(10)]
     for index, name in enumerate(parameters):
         colour = colours[index % len(colours)]
-        label = _short(name, parameters)
+        label = short_parameter_name(name, parameters)
         values = frame[GRAD_PREFIX + name].replace([np.inf, -np.inf], np.nan)
         axes.plot(frame["step"], values, "-", color=colour, label=f"{label}_grad_l2")
         if clipping_acted and CLIPPED_PREFIX + name in frame.columns:
@@ -99,7 +101,7 @@ def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], s
         axes.set_title(title)
     axes.legend(loc="upper right", fontsize="small")
     figure.tight_layout()
-    _save(figure, out)
+    save_figure(figure, out)
 
 
 def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: Path, metric: Optional[str],
@@ -133,7 +135,7 @@ def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: P
             other.legend(loc="center right", fontsize="small")
         held_out.legend(loc="upper right", fontsize="small")
     figure.tight_layout()
-    _save(figure, out)
+    save_figure(figure, out)
 
 
 def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:

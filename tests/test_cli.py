@@ -87,7 +87,7 @@ def test_plot_figure_has_one_line_per_parameter(write_config, tmp_path: Path, mo
     invoke("run", write_config(), "--out", tmp_path / "runs")
     metrics = plotting.read_metrics(only_folder(tmp_path / "runs") / "metrics.csv")
     figures = []
-    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.append(figure))
     plotting.plot_grad_norms(metrics, tmp_path / "x.pdf", ["rnn_model.W", "rnn_model.U", "rnn_model.b"], steps=4)
     lines = figures[0].axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["W_grad_l2", "U_grad_l2", "b_grad_l2"]
