@@ -8,3 +8,4 @@ from gradexp.registry import Registry
 CLIP_MODES: Registry = Registry("clip mode")
 
 from gradexp.clipping import fixed  # noqa: E402,F401  (registers its builders)
+from gradexp.clipping import agc, autoclip, zclip  # noqa: E402,F401  (adaptive modes)
