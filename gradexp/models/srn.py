@@ -8,9 +8,15 @@ state. The SRN has exactly three parameters, named as in the book so the metric 
 
 with W (input_size x hidden_size), U (hidden_size x hidden_size), b (1 x hidden_size).
 W, U and b start Xavier-uniform, as Paddle's `create_parameter` does by default (the book's framework).
+
+Two backends compute the same recurrence from the same three parameters: `loop` writes it out
+step by step in Python, as the book does; `fused` hands it to torch's RNN kernel (the one behind
+`nn.RNN(nonlinearity="tanh")`, cuDNN on a GPU), which runs the time loop in C++.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -21,10 +27,41 @@ from gradexp.errors import ConfigError
 from gradexp.models import MODELS
 
 
+Backend = Literal["loop", "fused"]
+
+
+def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h_t = tanh(x_t W + h_{t-1} U + b) one step at a time; inputs (batch, time, input) -> h_T (batch, hidden)."""
+    hidden = inputs.new_zeros(inputs.shape[0], W.shape[1])
+    for step in range(inputs.shape[1]):
+        hidden = torch.tanh(inputs[:, step] @ W + hidden @ U + b)
+    return hidden
+
+
+def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The same recurrence through torch's RNN kernel.
+
+    nn.RNN computes h_t = tanh(x_t A^T + a + h_{t-1} B^T + c); with A = W^T, B = U^T, a = b and
+    c = 0 (a constant, not a parameter) that is exactly the book's rule, and autograd carries the
+    gradients back to W, U and b through the transposes.
+    """
+    bias = b.reshape(-1)
+    initial = inputs.new_zeros(1, inputs.shape[0], W.shape[1])
+    weights = [W.t(), U.t(), bias, torch.zeros_like(bias)]
+    # Arguments after the weights: has_biases, num_layers, dropout, train, bidirectional, batch_first.
+    # `train` only tells cuDNN to keep what its backward needs, so it follows grad mode.
+    _, last = torch._VF.rnn_tanh(inputs, initial, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    return last[0]
+
+
+RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {"loop": loop_recurrence, "fused": fused_recurrence}
+
+
 class SRN(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, backend: Backend = "loop") -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.recurrence = RECURRENCES[backend]
         self.W = nn.Parameter(torch.empty(input_size, hidden_size))
         self.U = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.b = nn.Parameter(torch.empty(1, hidden_size))
@@ -33,10 +70,7 @@ class SRN(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """inputs: (batch, time, input_size) -> last hidden state (batch, hidden_size)."""
-        hidden = inputs.new_zeros(inputs.shape[0], self.hidden_size)
-        for step in range(inputs.shape[1]):
-            hidden = torch.tanh(inputs[:, step] @ self.W + hidden @ self.U + self.b)
-        return hidden
+        return self.recurrence(inputs, self.W, self.U, self.b)
 
 
 class SequenceClassifier(nn.Module):
@@ -44,10 +78,11 @@ class SequenceClassifier(nn.Module):
 
     default_plot_parameters = ("rnn_model.W", "rnn_model.U", "rnn_model.b")
 
-    def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int) -> None:
+    def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int,
+                 backend: Backend = "loop") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, input_size)
-        self.rnn_model = SRN(input_size, hidden_size)
+        self.rnn_model = SRN(input_size, hidden_size, backend)
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -55,7 +90,9 @@ class SequenceClassifier(nn.Module):
 
 
 @MODELS.register("srn")
-def srn(spec: DataSpec, *, input_size: PositiveInt = 32, hidden_size: PositiveInt = 32) -> nn.Module:
+def srn(spec: DataSpec, *, input_size: PositiveInt = 32, hidden_size: PositiveInt = 32,
+        backend: Backend = "loop") -> nn.Module:
+    """`backend: fused` runs the recurrence in torch's RNN kernel: same parameters, same gradients, faster."""
     if spec.vocab_size is None or spec.task != "classification":
         raise ConfigError("", "model.name", "model 'srn' needs token sequences with class labels (dataset digit_sum)")
-    return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim)
+    return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim, backend)
