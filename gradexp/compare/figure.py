@@ -1,0 +1,61 @@
+"""compare.pdf: every run's curves overlaid, one colour per run, one panel per parameter plus the loss."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from gradexp.compare.table import ComparisonTable  # noqa: E402
+from gradexp.plotting import GRAD_PREFIX, short_parameter_name  # noqa: E402
+
+# Ten colours, then the same ten dashed, dotted ...: runs past the tenth stay distinguishable.
+LINE_STYLES = ["-", "--", ":", "-."]
+PANEL_COLUMNS = 2
+
+
+def run_style(index: int) -> dict[str, str]:
+    return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[(index // 10) % len(LINE_STYLES)]}
+
+
+def comparison_figure(table: ComparisonTable) -> plt.Figure:
+    """Pre-clip gradient norms of each shown parameter and of all together, and the training loss, per step.
+
+    Every panel holds one line per run that recorded the quantity (non-finite values left as gaps), on a
+    log scale; the total-norm panel marks the explosion threshold with a grey dotted line. The legend
+    names each run by the config fields that differ between the runs.
+    """
+    panels = [GRAD_PREFIX + name for name in table.parameters] + ["loss"]
+    rows = math.ceil(len(panels) / PANEL_COLUMNS)
+    figure, grid = plt.subplots(rows, PANEL_COLUMNS, figsize=(11, 3.2 * rows + 0.4 * len(table.runs)),
+                                squeeze=False, layout="constrained")
+    axes_list = list(grid.flat)
+    for axes in axes_list[len(panels):]:
+        figure.delaxes(axes)
+    for axes, column in zip(axes_list, panels):
+        for index, (run, label) in enumerate(zip(table.runs, table.labels)):
+            if run.metrics is not None and column in run.metrics:
+                values = run.metrics[column].replace([np.inf, -np.inf], np.nan)
+                axes.plot(run.metrics["step"], values, linewidth=1, label=label, **run_style(index))
+        axes.set_yscale("log")
+        axes.set_xlabel("step")
+        axes.set_title(_panel_title(column, table), fontsize="medium")
+        if column == GRAD_PREFIX + "total":
+            axes.axhline(table.explode_at, color="0.5", linestyle=":", linewidth=1)
+    handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(table.labels)]
+    figure.legend(handles=handles, loc="outside lower center", ncols=1, fontsize="small")
+    return figure
+
+
+def _panel_title(column: str, table: ComparisonTable) -> str:
+    if column == "loss":
+        return "training loss"
+    name = column[len(GRAD_PREFIX):]
+    if name == "total":
+        return f"total gradient L2 norm before clipping (dotted: explode at {table.explode_at:g})"
+    return f"{short_parameter_name(name, table.parameters)} gradient L2 norm before clipping"
