@@ -19,7 +19,7 @@ from gradexp.compare import build_table, format_table, gather_runs
 from gradexp.compare.explosion import first_explosion
 from gradexp.compare.figure import comparison_figure
 from gradexp.compare.runs import flatten, unique_names
-from gradexp.compare.table import differing_keys, run_labels
+from gradexp.compare.table import differing_keys, run_labels, status_text
 from gradexp.config.loading import load_config
 from gradexp.runner import run
 from tests.conftest import CONFIGS, TINY_SRN, merged
@@ -150,6 +150,18 @@ def test_metric_option_picks_the_column(tiny_runs) -> None:
     result = invoke(tiny_runs["explode"], "--metric", "f1", "--out", tiny_runs["explode"].parent.parent / "x")
     assert result.exit_code == 2 and one_line(result.stderr)
     assert "--metric: no run recorded 'f1'; they recorded accuracy, loss" in result.stderr
+
+
+@pytest.mark.parametrize("summary, expected", [
+    (None, "incomplete"),
+    ({"status": "completed", "steps": 250}, "completed"),
+    ({"status": "diverged", "diverged_at_step": 12, "steps": 12}, "diverged at step 12"),
+    ({"status": "interrupted", "steps": 7}, "interrupted at step 7"),
+    ({"status": "completed", "early_stopped": True, "steps": 40}, "completed (early stop at step 40)"),
+    ({"steps": 3}, None),
+])
+def test_status_text(summary, expected) -> None:
+    assert status_text(summary) == expected
 
 
 # What differs between runs ---------------------------------------------------------------------------------
