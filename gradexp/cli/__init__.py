@@ -46,9 +46,9 @@ def main() -> None:
 
 
 def _attach_commands() -> None:
-    from gradexp.cli import compare, plot, run, validate
+    from gradexp.cli import compare, gradcheck, plot, run, validate
 
-    for module in (run, validate, plot, compare):
+    for module in (run, validate, plot, compare, gradcheck):
         main.add_command(module.command)
 
 

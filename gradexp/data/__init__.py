@@ -5,3 +5,4 @@ from gradexp.registry import Registry
 DATASETS: Registry = Registry("dataset")
 
 from gradexp.data import digit_sum  # noqa: E402,F401  (registers its builder)
+from gradexp.data import classification, digits, mnist, random_normal, regression  # noqa: E402,F401

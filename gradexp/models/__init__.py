@@ -10,3 +10,4 @@ from gradexp.registry import Registry
 MODELS: Registry = Registry("model")
 
 from gradexp.models import srn  # noqa: E402,F401  (registers its builder)
+from gradexp.models import mlp  # noqa: E402,F401
