@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import yaml
 
-from gradexp.errors import OutputError
+from gradexp.errors import DataError, OutputError
 
 
 def utc_timestamp() -> str:
@@ -98,27 +98,81 @@ def format_number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+def _open_for_appending(path: Path, truncate: bool) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o644)
+    except OSError as failure:
+        raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
+
+
 class CsvLog:
-    """An append-only CSV file written in whole rows; `flush` pushes them to disk."""
+    """An append-only CSV file written in whole rows.
+
+    Rows wait in memory and reach the file at `flush` in one write followed by fsync, so a crash
+    (even kill -9) leaves the rows of earlier flushes, whole. `size` is the number of bytes on disk
+    after the last flush: a checkpoint records it, and `resume` cuts the file back to it.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self.path = path
-        self.columns = list(columns)
+        """Create (or empty) `path` and write the header."""
+        self._attach(path, columns, _open_for_appending(path, truncate=True), size=0)
+        self._pending.append(self._format([self.columns]))
+        self.flush()
+
+    @classmethod
+    def resume(cls, path: Path, columns: Sequence[str], size: int) -> "CsvLog":
+        """Reopen a log written by an earlier run, cut back to its first `size` bytes, for appending."""
         try:
-            self._file = path.open("w", encoding="utf-8", newline="")
+            header = path.open(encoding="utf-8", newline="").readline()
+        except OSError as failure:
+            raise DataError(str(path), f"cannot be read ({failure.strerror or failure})") from None
+        expected = cls._format([list(columns)])
+        if header != expected:
+            raise DataError(str(path), f"does not start with this run's header {expected.strip()!r}")
+        if path.stat().st_size < size:
+            raise DataError(str(path), f"holds {path.stat().st_size} bytes, fewer than the {size} its checkpoint "
+                                       f"recorded; the file was changed after the run")
+        log = cls.__new__(cls)
+        log._attach(path, columns, _open_for_appending(path, truncate=False), size)
+        try:
+            os.ftruncate(log._descriptor, size)
         except OSError as failure:
             raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
-        self._writer = csv.writer(self._file, lineterminator="\n")
-        self._writer.writerow(self.columns)
+        return log
+
+    def _attach(self, path: Path, columns: Sequence[str], descriptor: int, size: int) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self.size = size
+        self._descriptor = descriptor
+        self._pending: list[str] = []
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        self._writer.writerows([["" if cell is None else format_number(cell) for cell in row] for row in rows])
+        self._pending.append(self._format([["" if cell is None else format_number(cell) for cell in row]
+                                           for row in rows]))
 
     def flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = "".join(self._pending).encode("utf-8")
+        self._pending = []
+        if not data:
+            return
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._descriptor, data[written:])
+            os.fsync(self._descriptor)
+        except OSError as failure:
+            raise OutputError(str(self.path), f"cannot be written ({failure.strerror or failure})") from None
+        self.size += len(data)
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._descriptor >= 0:
             self.flush()
-            self._file.close()
+            os.close(self._descriptor)
+            self._descriptor = -1
+
+    @staticmethod
+    def _format(rows: Sequence[Sequence[str]]) -> str:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        return text.getvalue()

@@ -6,6 +6,7 @@ Each subcommand lives in its own module below and is attached in `_attach_comman
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,11 @@ from gradexp.errors import GradexpError
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a library error into `error: <one line>` on stderr and its exit code; never a traceback."""
+    """Turn a library error into `error: <one line>` on stderr and its exit code; never a traceback.
+
+    A Ctrl-C that training does not catch itself (while data loads, or a second one while a stopped
+    run saves) ends the command with the shell's code for SIGINT, 130.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -26,6 +31,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except GradexpError as failure:
             click.echo(f"error: {failure}", err=True)
             sys.exit(failure.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(128 + signal.SIGINT)
 
     return wrapper
 

@@ -1,7 +1,8 @@
-"""`gradexp run CONFIG`: train one experiment into a new run folder."""
+"""`gradexp run CONFIG`: train one experiment into a new run folder; `gradexp run --resume RUN_DIR`: finish a stopped one."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,20 +35,40 @@ class ProgressReporter:
         self._bar.__exit__(None, None, None)
 
 
-
 @click.command("run")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @overrides_option
-@click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder in which the run folder is created.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Folder in which the run folder is created [default: runs].")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", type=click.Path(path_type=Path),
+              help="Continue the interrupted or crashed run in RUN_DIR from its last checkpoint, in that folder "
+                   "(instead of CONFIG; takes no --set or --out).")
 @reports_errors
-def command(config: Path, overrides: tuple[str, ...], out_dir: Path) -> None:
+def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None) -> None:
     """Train one experiment and write its run folder.
 
-    Example: gradexp run configs/srn_clip.yaml --set optimizer.lr=0.1 --out runs/
-    """
-    from gradexp.reporting import describe_summary
-    from gradexp.runner import run as run_experiment
+    Ctrl-C (or SIGTERM) stops after the current step with everything saved (exit code 130, or 143
+    for SIGTERM); --resume continues the run exactly where it stopped.
 
-    result = run_experiment(load_config(config, overrides), out_dir, ProgressReporter())
+    Example: gradexp run configs/srn_clip.yaml --set optimizer.lr=0.1 --out runs/
+
+    Example: gradexp run --resume runs/srn_clip-20261123-101500
+    """
+    from gradexp import runner
+    from gradexp.reporting import describe_summary
+
+    if (config is None) == (resume_dir is None):
+        raise click.UsageError("give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)")
+    if resume_dir is not None and (overrides or out_dir is not None):
+        raise click.UsageError("--resume continues a run with the config and folder it started with; "
+                               "it takes no --set or --out")
+    if resume_dir is not None:
+        result = runner.resume(resume_dir, ProgressReporter())
+    else:
+        result = runner.run(load_config(config, overrides), out_dir or Path("runs"), ProgressReporter())
     click.echo(describe_summary(result.run_dir, result.summary))
+    stopped_by = result.summary["interrupted_by"]
+    if stopped_by is not None:
+        click.echo(f"resume with: gradexp run --resume {result.run_dir}")
+        # The shell's convention for a process ended by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).
+        sys.exit(128 + signal.Signals[stopped_by].value)
