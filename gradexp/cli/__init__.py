@@ -54,9 +54,9 @@ def main() -> None:
 
 
 def _attach_commands() -> None:
-    from gradexp.cli import compare, gradcheck, plot, run, validate
+    from gradexp.cli import compare, gradcheck, plot, run, sweep, validate
 
-    for module in (run, validate, plot, compare, gradcheck):
+    for module in (run, validate, plot, compare, gradcheck, sweep):
         main.add_command(module.command)
 
 

@@ -1,0 +1,160 @@
+"""`gradexp sweep`: grid parsing and expansion, per-point checks, the run folders, sweep.csv and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradexp.cli import main
+from gradexp.config.loading import load_config
+from gradexp.errors import ConfigError
+from gradexp.runner import run
+from gradexp.sweep import plan_sweep, run_sweep
+from gradexp.sweep.execution import FAILED
+from gradexp.sweep.grid import expand, parse_axis, point_config
+
+SOURCE = "sweep.yaml"
+
+
+def test_grid_values_are_read_as_set_reads_them() -> None:
+    axis = parse_axis("optimizer.lr=0.1, 1 ,none,inf", SOURCE)
+    assert axis.key == "optimizer.lr"
+    assert axis.texts == ("0.1", "1", "none", "inf")
+    assert axis.values == (0.1, 1, None, "inf")  # "inf" becomes a float when the config checks it
+
+
+@pytest.mark.parametrize("text,complaint", [
+    ("optimizer.lr", "expected section.key=v1,v2"),
+    ("optimizer.lr=0.1,,0.2", "no empty value"),
+    ("lr=0.1,0.2", "section.key=value"),
+    ("optimizer.lr=0.1,0.1", "listed twice"),
+])
+def test_malformed_grid_options_are_config_errors(text: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint) as raised:
+        parse_axis(text, SOURCE)
+    assert raised.value.key == f"--grid {text}"
+
+
+def test_expansion_is_the_cartesian_product_with_the_last_axis_fastest() -> None:
+    axes = [parse_axis("optimizer.lr=0.1,0.2", SOURCE), parse_axis("clip.threshold=1,none", SOURCE)]
+    points = expand(axes, seeds=2, base_seed=7, source=SOURCE)
+    assert [(p.value("optimizer.lr"), p.value("clip.threshold"), p.seed) for p in points] == [
+        (0.1, 1, 7), (0.1, 1, 8), (0.1, None, 7), (0.1, None, 8),
+        (0.2, 1, 7), (0.2, 1, 8), (0.2, None, 7), (0.2, None, 8)]
+    assert [p.index for p in points] == list(range(8))
+    assert points[2].name == "002-lr0.1-thresholdnone-seed7"
+    assert points[2].overrides == ["optimizer.lr=0.1", "clip.threshold=none", "train.seed=7"]
+
+
+def test_a_grid_over_seeds_replaces_seeds() -> None:
+    points = expand([parse_axis("train.seed=3,5", SOURCE)], seeds=1, base_seed=0, source=SOURCE)
+    assert [p.seed for p in points] == [3, 5] and all(not p.assignments for p in points)
+    with pytest.raises(ConfigError, match="leave --seeds out"):
+        expand([parse_axis("train.seed=3,5", SOURCE)], seeds=2, base_seed=0, source=SOURCE)
+
+
+def test_threshold_none_means_no_clipping(write_config) -> None:
+    path = write_config(clip={"mode": "norm", "threshold": 5.0, "norm_type": 1})
+    raw = yaml.safe_load(path.read_text())
+    clipped, unclipped = expand([parse_axis("clip.threshold=2,none", SOURCE)], 1, 0, SOURCE)
+    assert point_config(raw, clipped, SOURCE).clip.params == {"threshold": 2.0, "norm_type": 1.0}
+    config = point_config(raw, unclipped, SOURCE)
+    assert config.clip.name == "none" and config.clip.params == {}
+    assert config.name == "001-thresholdnone-seed0" and config.train.seed == 0
+
+
+def test_a_point_whose_value_does_not_fit_is_failed_and_the_others_are_kept(write_config) -> None:
+    plan = plan_sweep(write_config(), [], ["optimizer.lr=0.1,-1"], seeds=1)
+    good, bad = plan.configs
+    assert good.optimizer.params["lr"] == 0.1
+    assert isinstance(bad, ConfigError) and bad.key == "optimizer.lr (from --grid)"
+    assert "expected a value > 0, got -1" in str(bad)
+    assert [point.index for point, _ in plan.runnable] == [0]
+
+
+def test_a_sweep_with_no_valid_point_is_an_error(write_config) -> None:
+    with pytest.raises(ConfigError, match="optimizer.lr \\(from --grid\\)"):
+        plan_sweep(write_config(), [], ["optimizer.lr=-1,-2"], seeds=1)
+    with pytest.raises(ConfigError, match="nothing to sweep"):
+        plan_sweep(write_config(), [], [], seeds=1)
+
+
+def test_sweep_writes_a_run_folder_per_point_and_one_row_each(write_config, tmp_path: Path) -> None:
+    """Each point's metrics.csv is byte-identical to `gradexp run` with the same values: one run path."""
+    path = write_config(clip={"mode": "norm", "threshold": 0.3})
+    plan = plan_sweep(path, ["train.epochs=1"], ["optimizer.lr=0.05,0.5,0", "clip.threshold=0.3,none"], seeds=1,
+                      metric="best_dev")
+    heard = []
+    result = run_sweep(plan, tmp_path / "runs", finished=heard.append)
+    assert result.folder.parent == tmp_path / "runs" and result.folder.name.startswith("sweep-tiny-")
+    assert sorted(outcome.point.index for outcome in heard) == list(range(6))
+    table = pd.read_csv(result.folder / "sweep.csv", keep_default_na=False, na_values=[""])
+    assert list(table["status"]) == ["completed"] * 4 + [FAILED] * 2
+    assert table.loc[4, "error"].endswith("optimizer.lr (from --grid): expected a value > 0, got 0")
+    assert list(table["clip.threshold"].astype(str)) == ["0.3", "none"] * 3
+    unclipped_path = write_config(name="unclipped")
+    for _, row in table[table.status == "completed"].iterrows():
+        run_dir = result.folder / row["run"]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert row["best_dev"] == summary["best_dev"]["accuracy"] and row["test"] == summary["test"]["accuracy"]
+        assert row["max_grad_norm/rnn_model.W"] == pytest.approx(summary["max_grad_norm"]["rnn_model.W"])
+        lr, threshold = row["optimizer.lr"], str(row["clip.threshold"])
+        twin = (path, ["train.epochs=1", f"optimizer.lr={lr}", f"clip.threshold={threshold}"]) if threshold != "none" \
+            else (unclipped_path, ["train.epochs=1", f"optimizer.lr={lr}"])
+        direct = run(load_config(*twin), tmp_path / "direct").run_dir
+        assert (direct / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
+    assert (result.folder / "sweep.pdf").read_bytes().startswith(b"%PDF")
+    assert yaml.safe_load((result.folder / "sweep.yaml").read_text())["grid"]["clip.threshold"] == ["0.3", "none"]
+
+
+def test_a_diverged_or_crashed_point_does_not_stop_the_others(write_config, tmp_path: Path) -> None:
+    plan = plan_sweep(write_config(), [], ["optimizer.lr=1.0e+30,1.0e+300,0.1"], seeds=1)
+    result = run_sweep(plan, tmp_path)
+    diverged, crashed, completed = result.outcomes
+    assert diverged.status == "diverged" and completed.status == "completed"
+    assert crashed.status == FAILED and "overflow" in crashed.error
+    assert crashed.run_dir is not None and crashed.run_dir.name.startswith("001-")  # kept what it wrote
+    assert list(result.table["diverged_at_step"].isna()) == [False, True, True]
+
+
+def test_parallel_jobs_train_the_same_runs(write_config, tmp_path: Path) -> None:
+    plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,0.5"], seeds=1)
+    one = run_sweep(plan, tmp_path / "one", jobs=1)
+    two = run_sweep(plan, tmp_path / "two", jobs=2)
+    for first, second in zip(one.outcomes, two.outcomes):
+        assert second.status == "completed"
+        assert (first.run_dir / "metrics.csv").read_bytes() == (second.run_dir / "metrics.csv").read_bytes()
+
+
+def test_cli_sweep_prints_each_run_and_the_comparison(write_config, tmp_path: Path) -> None:
+    path = write_config()
+    result = CliRunner().invoke(main, ["sweep", str(path), "--grid", "optimizer.lr=0.05,0.1", "--seeds", "2",
+                                       "--set", "train.epochs=1", "--out", str(tmp_path), "--metric",
+                                       "max_grad_norm/total"])
+    assert result.exit_code == 0, result.output
+    assert "sweep of 4 runs (4 valid)" in result.output
+    assert "000-lr0.05-seed0: completed, test accuracy" in result.output
+    assert "003-lr0.1-seed1: completed" in result.output
+    if importlib.util.find_spec("gradexp.compare"):
+        assert "explode" in result.output  # the compare table's header
+    assert len(list(tmp_path.glob("sweep-tiny-*/*/summary.json"))) == 4
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--grid", "optimizer.lr"], "error: .*--grid optimizer.lr: expected section.key=v1,v2"),
+    (["--grid", "optimizer.lr=0.1", "--metric", "accuracy"], "error: --metric: expected one of test"),
+    (["--grid", "optimiser.lr=0.1,0.2"], "unknown section 'optimiser'"),
+])
+def test_cli_sweep_errors_are_one_line_and_exit_2(write_config, tmp_path: Path, arguments, message) -> None:
+    result = CliRunner().invoke(main, ["sweep", str(write_config()), "--out", str(tmp_path), *arguments])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert re.search(message, result.output)
+    assert not list(tmp_path.glob("sweep-*"))
