@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from gradexp.clipping.base import GradientClipper
 from gradexp.config.schema import ExperimentConfig
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset
-from gradexp.errors import ConfigError
+from gradexp.errors import ConfigError, DataError
 from gradexp.evaluation import TASK_METRICS, Metric
 from gradexp.losses import LOSSES
 from gradexp.models import MODELS
@@ -59,11 +61,27 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
         raise failure.with_source(config.source) from None
 
 
+def _build_dataset(config: ExperimentConfig) -> Dataset:
+    """The dataset; a file it cannot read is reported against the config key that named it (data.path)."""
+    try:
+        return DATASETS.get(config.data.name)(config.train.seed, **config.data.params)
+    except DataError as failure:
+        raise ConfigError(config.source, _data_key(config.data.params, failure.path), str(failure)) from None
+
+
+def _data_key(params: dict[str, Any], failing_path: str) -> str:
+    """The data key whose path holds `failing_path` (the folder itself or a file in it), else the section."""
+    for key, value in params.items():
+        if isinstance(value, str) and Path(failing_path).is_relative_to(Path(value).expanduser()):
+            return f"data.{key}"
+    return "data"
+
+
 def _build(config: ExperimentConfig) -> Experiment:
     train = config.train
     device = resolve_device(train.device, config.source)
     dtype = FLOAT_TYPES[train.dtype]
-    dataset = DATASETS.get(config.data.name)(train.seed, **config.data.params)
+    dataset = _build_dataset(config)
     if train.batch_size > len(dataset.train):
         raise ConfigError(config.source, "train.batch_size",
                           f"expected at most the training set's size {len(dataset.train)}, got {train.batch_size}")

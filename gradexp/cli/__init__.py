@@ -29,7 +29,9 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except GradexpError as failure:
-            click.echo(f"error: {failure}", err=True)
+            # Messages quote what the user typed, which may hold line breaks; the error stays one line.
+            message = str(failure).replace("\r", "\\r").replace("\n", "\\n")
+            click.echo(f"error: {message}", err=True)
             sys.exit(failure.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)

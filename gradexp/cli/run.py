@@ -36,7 +36,7 @@ class ProgressReporter:
 
 
 @click.command("run")
-@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", required=False, type=click.Path(path_type=Path))
 @overrides_option
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Folder in which the run folder is created [default: runs].")

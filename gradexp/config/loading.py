@@ -63,6 +63,17 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
     return config_from_dict(raw, source=source, name=path.stem, overridden=overridden)
 
 
+# What PyYAML lets through from a well-formed document it cannot turn into values: a date such as
+# 2020-13-45 or an integer of more than 4300 digits (ValueError), or nesting deeper than Python's stack.
+YAML_VALUE_FAILURES = (ValueError, OverflowError, RecursionError)
+
+
+def _value_failure(failure: Exception) -> str:
+    if isinstance(failure, RecursionError):
+        return "nested too deeply"
+    return str(failure).split(";")[0].splitlines()[0]
+
+
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
@@ -72,7 +83,10 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         problem = failure.problem or failure.context or "syntax error"
         raise ConfigError(source, "", f"invalid YAML{where}: {problem}") from None
     except yaml.YAMLError as failure:
-        raise ConfigError(source, "", f"invalid YAML: {failure}") from None
+        # e.g. a control character (ReaderError); its text goes on over several lines
+        raise ConfigError(source, "", f"invalid YAML: {str(failure).splitlines()[0]}") from None
+    except YAML_VALUE_FAILURES as failure:
+        raise ConfigError(source, "", f"invalid YAML: {_value_failure(failure)}") from None
     if raw is None:
         raise ConfigError(source, "", f"the file is empty; expected a mapping with sections {', '.join(SECTION_NAMES)}")
     if not isinstance(raw, dict):
@@ -89,7 +103,7 @@ def parse_override(text: str, source: str) -> tuple[str, str, Any]:
     section, key = name.split(".")
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, *YAML_VALUE_FAILURES):
         value = value_text
     if isinstance(value, str) and value.strip().lower() == "none":
         value = None

@@ -58,7 +58,13 @@ NormType = Annotated[float, OneOf((1.0, 2.0, math.inf))]
 _INFINITY_WORDS = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "-inf": -math.inf}
 
 
+# Integers longer than this are described, not printed (Python refuses to print past 4300 digits).
+_LONGEST_SHOWN_INTEGER_BITS = 128
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _LONGEST_SHOWN_INTEGER_BITS:
+        return f"an integer of {len(format(abs(value), 'x'))} hex digits"
     if isinstance(value, float):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
@@ -135,9 +141,13 @@ def check_value(value: Any, annotation: Any) -> Any:
             return _INFINITY_WORDS[value.strip().lower()]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidValue(f"expected a number, got {_show(value)}")
-        if math.isnan(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise InvalidValue(f"expected a number, got {_show(value)}, too large for one") from None
+        if math.isnan(number):
             raise InvalidValue("expected a number, got nan")
-        return float(value)
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise InvalidValue(f"expected a string, got {_show(value)}")
