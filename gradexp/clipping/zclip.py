@@ -19,7 +19,7 @@ applied during warm-up too) is not part of the rule here, so warm-up steps pass 
 divides by n_t + 1e-6 when rescaling, where here a clipped norm is c_t exactly.
 
 The logged threshold is the largest norm the step lets through: c_t on a spike, otherwise the spike
-boundary μ + z_thres·(σ + 1e-6); NaN during warm-up. Both coincide as n_t crosses the boundary.
+boundary μ + z_thres·(σ + 1e-6); NaN during warm-up. The two meet (to the 1e-6) as n_t crosses the boundary.
 """
 
 from __future__ import annotations
