@@ -66,7 +66,10 @@ class ZClip:
         return ClipOutcome(threshold=threshold, clipped=clipped)
 
     def _gather(self, norm: torch.Tensor) -> None:
-        seen = norm.reshape(1) if self._warmup_norms is None else torch.cat([self._warmup_norms, norm.reshape(1)])
+        if self._warmup_norms is None:
+            seen = norm.reshape(1)
+        else:  # a checkpoint loads onto the CPU; the norms may be on a GPU
+            seen = torch.cat([self._warmup_norms.to(norm.device), norm.reshape(1)])
         self._warmup_norms = seen
         if self._step == self.warmup_steps:
             self._mean = seen.mean()
