@@ -56,10 +56,13 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+TEMPORARY_SUFFIX = ".tmp"
+
+
 def _write_atomically(path: Path, write: Any, binary: bool = False) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
         try:
             with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as file:
                 write(file)
@@ -71,6 +74,12 @@ def _write_atomically(path: Path, write: Any, binary: bool = False) -> None:
             raise
     except OSError as failure:
         raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
+
+
+def remove_unfinished_writes(folder: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process never got to rename."""
+    for leftover in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: Any) -> None:
