@@ -91,6 +91,9 @@ def _build(config: ExperimentConfig) -> Experiment:
     loss_params = {key: value for key, value in config.loss.params.items() if key != "reduction"}
     metric = TASK_METRICS[dataset.spec.task]
     optimizer = OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params)
+    clipper = CLIP_MODES.get(config.clip.name)(**config.clip.params)
+    if hasattr(clipper, "bind"):  # rules that need the model's layout (agc: which axis is a unit) see it once here
+        clipper.bind(model)
     return Experiment(
         config=config,
         device=device,
@@ -103,5 +106,5 @@ def _build(config: ExperimentConfig) -> Experiment:
         metric=metric,
         optimizer=optimizer,
         schedule=SCHEDULES.get(config.schedule.name)(optimizer, metric, **config.schedule.params),
-        clipper=CLIP_MODES.get(config.clip.name)(**config.clip.params),
+        clipper=clipper,
     )

@@ -320,3 +320,8 @@ def test_runner_logs_zclip_thresholds(write_config, tmp_path: Path) -> None:
     assert metrics["clipped"][4:].any()
     np.testing.assert_allclose(metrics["clip_threshold"][4:], [t for t, _ in expected[4:]], rtol=1e-9)
     np.testing.assert_allclose(metrics["clipped_norm/total"], [after for _, after in expected], rtol=1e-6)
+
+
+def test_runner_runs_agc_with_the_srn_layout(write_config, tmp_path: Path) -> None:
+    metrics = run_metrics(write_config, tmp_path, {"mode": "agc", "threshold": 0.01})
+    assert (metrics["clip_threshold"] == 0.01).all() and metrics["clipped"].any()

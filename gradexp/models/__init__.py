@@ -3,6 +3,8 @@
 A builder takes the DataSpec positionally and its config keys as keyword-only arguments, and
 returns an `nn.Module` whose `forward(inputs)` gives logits (classification) or predictions.
 A model may set `default_plot_parameters`: the parameter names its gradient-norm plot shows by default.
+A module whose 2-D parameters are not laid out (out x in) declares `output_axes = {"W": 1}`, the axis
+that indexes output units, for unit-wise clip rules (agc).
 """
 
 from gradexp.registry import Registry
