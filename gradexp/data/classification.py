@@ -14,8 +14,7 @@ from sklearn.datasets import make_classification
 from gradexp.config.types import NonNegativeInt, PositiveFloat, PositiveInt, Range
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
-from gradexp.data.digits import OpenFraction
-from gradexp.data.splits import stratified_split
+from gradexp.data.splits import OpenFraction, stratified_split
 from gradexp.errors import ConfigError
 
 

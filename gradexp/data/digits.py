@@ -6,16 +6,12 @@ and fixed by `split_seed` (default: 70% train, 10% dev, 20% test, i.e. 1,257 / 1
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from sklearn.datasets import load_digits
 
-from gradexp.config.types import NonNegativeInt, PositiveFloat, Range
+from gradexp.config.types import NonNegativeInt, PositiveFloat
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
-from gradexp.data.splits import stratified_split
-
-OpenFraction = Annotated[float, Range(gt=0, lt=1)]
+from gradexp.data.splits import OpenFraction, stratified_split
 
 
 @DATASETS.register("digits")

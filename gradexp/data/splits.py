@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from gradexp.config.types import Range
 from gradexp.data.base import Split
 from gradexp.errors import ConfigError
+
+# A split's share of the rows: more than none, less than all.
+OpenFraction = Annotated[float, Range(gt=0, lt=1)]
 
 
 def stratified_split(inputs: np.ndarray, labels: np.ndarray, *, dev_fraction: float, test_fraction: float,
