@@ -106,3 +106,14 @@ def test_fused_backend_on_cuda_matches_cpu() -> None:
     nn.functional.cross_entropy(loop(digits), labels, reduction="sum").backward()
     for (name, p_loop), (_, p_gpu) in zip(loop.named_parameters(), on_gpu.named_parameters()):
         torch.testing.assert_close(p_gpu.grad.cpu(), p_loop.grad, rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_fused_backend_runs_under_vmap_as_the_loop() -> None:
+    """Vectorized sweeps vmap the model over stacked parameters; torch's RNN kernel has no batching rule."""
+    loop, fused = twin_models(4, 5)
+    stacked = {name: torch.stack([p.detach(), 2 * p.detach()]) for name, p in fused.named_parameters()}
+    digits = torch.randint(0, 10, (2, 3, 9))
+    batched = torch.func.vmap(lambda params, x: torch.func.functional_call(fused, params, (x,)))(stacked, digits)
+    for index in range(2):
+        params = {name: value[index] for name, value in stacked.items()}
+        torch.testing.assert_close(batched[index], torch.func.functional_call(loop, params, (digits[index],)))

@@ -33,8 +33,9 @@ Backend = Literal["loop", "fused"]
 def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h_t = tanh(x_t W + h_{t-1} U + b) one step at a time; inputs (batch, time, input) -> h_T (batch, hidden)."""
     hidden = inputs.new_zeros(inputs.shape[0], W.shape[1])
-    for step in range(inputs.shape[1]):
-        hidden = torch.tanh(inputs[:, step] @ W + hidden @ U + b)
+    # unbind, not inputs[:, t]: the backward of T slices would add T zero-padded copies of the whole input.
+    for x_t in inputs.unbind(1):
+        hidden = torch.tanh(x_t @ W + hidden @ U + b)
     return hidden
 
 
@@ -44,7 +45,12 @@ def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: 
     nn.RNN computes h_t = tanh(x_t A^T + a + h_{t-1} B^T + c); with A = W^T, B = U^T, a = b and
     c = 0 (a constant, not a parameter) that is exactly the book's rule, and autograd carries the
     gradients back to W, U and b through the transposes.
+
+    The kernel has no vmap batching rule, so under torch.func.vmap (vectorized sweeps train many
+    SRNs as one) the same recurrence is written out step by step instead.
     """
+    if any(torch._C._functorch.is_batchedtensor(tensor) for tensor in (inputs, W, U, b)):
+        return loop_recurrence(inputs, W, U, b)
     bias = b.reshape(-1)
     initial = inputs.new_zeros(1, inputs.shape[0], W.shape[1])
     weights = [W.t(), U.t(), bias, torch.zeros_like(bias)]
@@ -58,6 +64,9 @@ RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {"loop": loop_recurrence, 
 
 
 class SRN(nn.Module):
+    # W and U are (in x hidden): one hidden unit's weights are a column (AGC's unit-wise norm needs this).
+    output_axes = {"W": 1, "U": 1}
+
     def __init__(self, input_size: int, hidden_size: int, backend: Backend = "loop") -> None:
         super().__init__()
         self.hidden_size = hidden_size

@@ -80,22 +80,44 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
 
 
 def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> None:
-    axes.set_title(title, fontsize="xx-small")
-    axes.tick_params(labelsize="xx-small")
+    axes.set_title(title, fontsize=6, pad=2)
     try:
         frame = read_metrics(run_dir / "metrics.csv") if run_dir is not None else None
     except DataError:  # a run that crashed before its first rows
         frame = None
-    if frame is None or not len(frame):
-        axes.text(0.5, 0.5, "no steps", ha="center", va="center", transform=axes.transAxes, fontsize="small")
+    if frame is None or not len(frame) or not frame[GRAD_PREFIX + TOTAL].notna().any():
+        axes.text(0.5, 0.5, "no norms", ha="center", va="center", transform=axes.transAxes, fontsize=6)
         return
-    for prefix, style in ((GRAD_PREFIX, "-"), (CLIPPED_PREFIX, "--")):
+    for prefix, style, colour in ((GRAD_PREFIX, "-", "C3"), (CLIPPED_PREFIX, "--", "C0")):
         values = frame[prefix + TOTAL].replace([np.inf, -np.inf], np.nan)
-        if values.notna().any():
-            axes.plot(frame["step"], values, style, color="C3" if prefix == GRAD_PREFIX else "C0", linewidth=0.8)
-    if frame[GRAD_PREFIX + TOTAL].notna().any():
-        axes.set_yscale("log")
-        axes.yaxis.set_minor_formatter(NullFormatter())
+        axes.plot(frame["step"], values.where(values > 0), style, color=colour, linewidth=0.7)
+
+
+def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis],
+               run_dirs: Sequence[Optional[Path]], top: float, bottom: float) -> None:
+    """Small multiples on one shared log scale, so the runs' norms compare at a glance; laid out by hand
+    (a layout engine measures every tick label of every panel, which for a 64-run sweep takes seconds)."""
+    rows = math.ceil(len(table) / RUN_PANEL_COLUMNS)
+    grid = figure.add_gridspec(rows, RUN_PANEL_COLUMNS, left=0.05, right=0.99, bottom=bottom, top=top,
+                               hspace=0.45, wspace=0.08)
+    panels = grid.subplots(sharex=True, sharey=True, squeeze=False)
+    with_seeds = table["seed"].nunique() > 1
+    for index, axes in enumerate(panels.flat):
+        if index >= len(table):
+            axes.set_axis_off()
+            continue
+        row = table.iloc[index]
+        values = [f"{axis.key.split('.')[-1]}={row[axis.key]}" for axis in shown]
+        if with_seeds:
+            values.append(f"seed {row['seed']}")
+        status = "" if row["status"] == "completed" else f" [{row['status']}]"
+        _draw_run(axes, run_dirs[index], ", ".join(values) + status)
+        axes.tick_params(labelsize=6, length=2, pad=1)
+    if any(line for axes in panels.flat for line in axes.get_lines()):
+        panels[0][0].set_yscale("log")
+        panels[0][0].yaxis.set_minor_formatter(NullFormatter())
+    for axes in panels.flat:
+        axes.label_outer()
 
 
 def metric_label(table: pd.DataFrame, metric: str) -> str:
@@ -107,29 +129,22 @@ def metric_label(table: pd.DataFrame, metric: str) -> str:
 def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run_dirs: Sequence[Optional[Path]],
                  title: str) -> plt.Figure:
     shown = varying_axes(axes)
-    run_rows = math.ceil(len(table) / RUN_PANEL_COLUMNS)
-    figure = plt.figure(figsize=(13, 4.5 + 1.6 * run_rows), layout="constrained")
-    top, bottom = figure.subfigures(2, 1, height_ratios=[4.5, 1.6 * run_rows])
-    summary_axes = top.subplots()
+    summary_inches, runs_inches = 4.8, 1.3 * math.ceil(len(table) / RUN_PANEL_COLUMNS) + 0.5
+    height = summary_inches + runs_inches
+    figure = plt.figure(figsize=(13, height))
+    # Heights in inches turned into figure fractions: the summary panel on top, the runs' panels below.
+    summary_axes = figure.add_axes((0.1, (runs_inches + 1.0) / height, 0.6, (summary_inches - 1.5) / height))
     label = metric_label(table, metric)
     if len(shown) >= 2:
         _draw_heatmap(summary_axes, table, shown[0], shown[1], metric, label)
     else:
         _draw_line(summary_axes, table, shown[0] if shown else None, metric, label)
     cells = int(np.prod([len(axis.texts) for axis in shown[:2]]))
-    top.suptitle(f"{title}: {label}" + (" (mean over the runs sharing each value)" if len(table) > cells else ""))
-    panels = bottom.subplots(run_rows, RUN_PANEL_COLUMNS, squeeze=False)
-    for index, axes_of_run in enumerate(panels.flat):
-        if index >= len(table):
-            axes_of_run.set_axis_off()
-            continue
-        row = table.iloc[index]
-        values = [f"{axis.key.split('.')[-1]}={row[axis.key]}" for axis in shown]
-        if table["seed"].nunique() > 1:
-            values.append(f"seed {row['seed']}")
-        status = "" if row["status"] == "completed" else f" [{row['status']}]"
-        _draw_run(axes_of_run, run_dirs[index], ", ".join(values) + status)
-    bottom.suptitle("total gradient L2 norm per step: before clipping (solid), after (dashed)", fontsize="small")
+    summary_axes.set_title(f"{title}: {label}" + (" (mean over the runs sharing each value)" if len(table) > cells
+                                                  else ""), fontsize="medium")
+    figure.text(0.5, (runs_inches - 0.1) / height, "total gradient L2 norm per step: before clipping (solid), "
+                "after (dashed)", ha="center", va="top", fontsize="small")
+    _draw_runs(figure, table, shown, run_dirs, top=(runs_inches - 0.45) / height, bottom=0.3 / height)
     return figure
 
 

@@ -1,0 +1,247 @@
+"""Vectorized sweeps: the points of a sweep that share a model's shapes train together as one batched model.
+
+Each point is built exactly as `gradexp run` builds it (`build_experiment`: its own data, seeded
+initial weights, optimizer, clip mode, schedule) and keeps its own `runner.Training`, which owns
+everything a run records: the shuffle generator, metrics.csv through its StepRecorder, dev
+evaluations and checkpoints, resume points, divergence and early stopping, plots and summary.json.
+Only the forward and backward passes are shared. Each step:
+
+    stack the active points' parameters and buffers           S_k = [theta_k^(1); ...; theta_k^(P)]
+    loss^(p) = L(f(x^(p); theta^(p)), y^(p)) for all p at once  (torch.func.vmap over functional_call)
+    backward of sum_p loss^(p)                                 (d/d theta^(p) of the sum is grad loss^(p))
+    copy each point's slice of the gradients (and of updated batch-norm buffers) back to the point
+
+and then every point goes on exactly as the runner's loop does: its gradient norms (one
+`torch._foreach_norm` over all points' gradients), its own clipper, its own optimizer step, its
+row, and its flush / evaluation / resume point on its own schedule. A point that diverges,
+stops early or is interrupted leaves the batch at once and is finished (test evaluation, plots,
+summary) as the runner finishes it; the others go on. The runs' folders are those `gradexp run`
+writes; their summary `seconds` is the batch's wall time up to the point's end.
+
+What may differ between the points of one batch: optimizer, learning rate, clip mode and threshold,
+schedule, seed (so the data and the initial weights), eval/flush cadence, patience. What must agree:
+the model, the loss, the data's shapes, batch size, epochs, dtype and device. A model must draw no
+random numbers while training (no dropout): the points share one process's random state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch.func import functional_call, vmap
+
+from gradexp.config.schema import ExperimentConfig
+from gradexp.experiment import Experiment, build_experiment
+from gradexp.interrupts import StopRequests
+from gradexp.recording import create_run_folder, write_yaml
+from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch
+from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point
+from gradexp.sweep.grid import SweepPoint
+
+
+@dataclass
+class Member:
+    """One point of a batch: its run (a runner.Training) and the tensors the batch reads and fills."""
+
+    point: SweepPoint
+    training: Training
+    parameters: list[torch.Tensor]
+    grads: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+    finished: bool = False
+
+    @property
+    def experiment(self) -> Experiment:
+        return self.training.experiment
+
+
+def batch_key(experiment: Experiment) -> tuple:
+    """Points with equal keys can share a batched forward pass: same computation, same shapes."""
+    config = experiment.config
+    dataset = experiment.dataset
+    splits = [split for split in (dataset.train, dataset.dev, dataset.test) if split is not None]
+    return (
+        repr(config.to_dict()["model"]), repr(config.to_dict()["loss"]),
+        config.train.batch_size, config.train.epochs, config.train.dtype, config.train.device,
+        tuple((name, tuple(p.shape)) for name, p in experiment.model.named_parameters()),
+        tuple((name, tuple(b.shape), b.dtype) for name, b in experiment.model.named_buffers()),
+        tuple((len(split), tuple(split.inputs.shape[1:]), split.inputs.dtype) for split in splits),
+        dataset.resample_train is not None,
+    )
+
+
+@dataclass
+class Batch:
+    """Points with one batch_key, trained in lockstep; finished points drop out."""
+
+    members: list[Member]
+    finished: Callable[[PointOutcome], None]
+    outcomes: list[PointOutcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        first = self.members[0].experiment
+        self.template = copy.deepcopy(first.model).train()
+        self.parameter_names = [name for name, _ in self.template.named_parameters()]
+        self.buffer_names = [name for name, _ in self.template.named_buffers()]
+        train_loss = first.train_loss
+
+        def point_loss(parameters: dict, buffers: dict, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return train_loss(functional_call(self.template, (parameters, buffers), (inputs,)), targets)
+
+        self.batched_loss = vmap(point_loss, randomness="error")
+
+    def train(self) -> list[PointOutcome]:
+        train_config = self.members[0].experiment.config.train
+        total_steps = train_config.epochs * steps_per_epoch(len(self.members[0].training.train_split),
+                                                           train_config.batch_size)
+        started = time.perf_counter()
+        with StopRequests() as stop:
+            for member in self.members:
+                member.training.started = started
+                member.training.reporter.run_started(member.training.run_dir, total_steps)
+                member.training._save_resume_point()
+            for epoch in range(1, train_config.epochs + 1):
+                active = self.active()
+                if not active:
+                    break
+                for member in active:
+                    member.training.epoch = epoch
+                    member.training.epoch_generator_state = member.training.generator.get_state()
+                epoch_batches = [batches(m.training._epoch_split(), train_config.batch_size,
+                                         m.experiment.config.train.shuffle, m.training.generator) for m in active]
+                for step_batches in zip(*epoch_batches):
+                    stepping = [(m, b) for m, b in zip(active, step_batches) if not m.finished]
+                    if not stepping:
+                        break
+                    self.step([m for m, _ in stepping], [b for _, b in stepping], total_steps, stop)
+                for member in self.active():
+                    member.training.batches_done = 0
+                    member.experiment.schedule.epoch_ended()
+            for member in self.active():
+                self.finish(member)
+        return self.outcomes
+
+    def active(self) -> list[Member]:
+        return [member for member in self.members if not member.finished]
+
+    def step(self, members: list[Member], step_batches: list, total_steps: int, stop: StopRequests) -> None:
+        """One optimizer step of every point in `members` (their data `step_batches`), then each one's bookkeeping."""
+        stacked = {name: torch.stack([m.parameters[i].detach() for m in members]).requires_grad_()
+                   for i, name in enumerate(self.parameter_names)}
+        buffers = {name: torch.stack([m.buffers[i] for m in members]) for i, name in enumerate(self.buffer_names)}
+        losses = self.batched_loss(stacked, buffers, torch.stack([b.inputs for b in step_batches]),
+                                   torch.stack([b.targets for b in step_batches]))
+        batched_grads = torch.autograd.grad(losses.sum(), list(stacked.values()))
+        with torch.no_grad():
+            torch._foreach_copy_([g for m in members for g in m.grads],
+                                 [g[i] for i in range(len(members)) for g in batched_grads])
+            if buffers:
+                torch._foreach_copy_([b for m in members for b in m.buffers],
+                                     [b[i] for i in range(len(members)) for b in buffers.values()])
+        before = self.norms(members)
+        outcomes = [m.experiment.clipper.clip(m.grads, m.parameters) for m in members]
+        after = self.norms(members)
+        for index, member in enumerate(members):
+            training, optimizer = member.training, member.experiment.optimizer
+            training.step += 1
+            training.batches_done += 1
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            training.recorder.record(training.step, training.epoch, lr, losses[index], before[index], after[index],
+                                     outcomes[index].threshold, outcomes[index].clipped)
+            self.bookkeeping(member, total_steps, stop)
+
+    def norms(self, members: list[Member]) -> torch.Tensor:
+        """(points, k + 1): every gradient's L2 norm and their joint norm per point, as runner.gradient_norms."""
+        count = len(self.parameter_names)
+        norms = torch.stack(torch._foreach_norm([g for m in members for g in m.grads], 2.0, dtype=torch.float64))
+        norms = norms.reshape(len(members), count)
+        table = torch.cat([norms, torch.linalg.vector_norm(norms, dim=1, keepdim=True)], dim=1)
+        recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=table.device)
+        return torch.where(recorded[:, None], table, math.nan)
+
+    def bookkeeping(self, member: Member, total_steps: int, stop: StopRequests) -> None:
+        """The runner's end of a step: flush, evaluate, resume point, on the point's own cadence."""
+        training = member.training
+        train_config = member.experiment.config.train
+        stop_requested = stop.received is not None
+        due_for_eval = training.step % train_config.eval_every == 0 or training.step == total_steps
+        if not (stop_requested or due_for_eval or training.recorder.pending >= train_config.flush_every):
+            return
+        if training._flush():
+            self.finish(member)
+            return
+        if due_for_eval:
+            training._evaluate_dev()
+            if training.early_stopped:
+                self.finish(member)
+                return
+        training._save_resume_point()
+        if stop_requested:
+            training.stopped_by = stop.received.name
+            self.finish(member)
+
+    def finish(self, member: Member) -> None:
+        """What runner.Training.train does once its loop returns: last rows, test evaluation, plots, summary."""
+        training = member.training
+        training._flush()
+        training.recorder.log.close()
+        if training.divergence is not None:
+            training.step, training.epoch = training.divergence.step, training.divergence.epoch
+        summary = training._finish()
+        member.finished = True
+        outcome = PointOutcome(member.point, summary["status"], training.run_dir)
+        self.outcomes.append(outcome)
+        self.finished(outcome)
+
+
+def prepare_member(point: SweepPoint, experiment: Experiment, sweep_dir: Path) -> Member:
+    """The point's run folder and Training, as runner.run makes them, and the tensors the batch fills."""
+    run_dir = create_run_folder(sweep_dir, experiment.config.name)
+    write_yaml(run_dir / "config.yaml", experiment.config.to_dict())
+    training = Training(experiment, run_dir, SilentReporter())
+    parameters = experiment.parameters
+    for parameter in parameters:
+        parameter.grad = torch.zeros_like(parameter)
+    experiment.model.train()
+    return Member(point, training, parameters, [p.grad for p in parameters],
+                  [buffer for _, buffer in experiment.model.named_buffers()])
+
+
+def run_points_vectorized(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,
+                          finished: Callable[[PointOutcome], None]) -> list[PointOutcome]:
+    """Train the points in batches of equal batch_key; a point alone in its batch trains through runner.run."""
+    outcomes: list[PointOutcome] = []
+
+    def report(outcome: PointOutcome) -> None:
+        outcomes.append(outcome)
+        finished(outcome)
+
+    groups: dict[tuple, list[tuple[SweepPoint, Experiment]]] = {}
+    for point, config in points:
+        try:
+            experiment = build_experiment(config)
+        except Exception as failure:  # noqa: BLE001  (a point its builders reject fails alone)
+            report(PointOutcome(point, FAILED, error=failure_text(failure)))
+            continue
+        groups.setdefault(batch_key(experiment), []).append((point, experiment))
+    for group in groups.values():
+        if len(group) == 1:
+            point, experiment = group[0]
+            report(PointOutcome(point, *train_point(experiment.config, sweep_dir)))
+            continue
+        batch = Batch([prepare_member(point, experiment, sweep_dir) for point, experiment in group], report)
+        try:
+            batch.train()
+        except Exception as failure:  # noqa: BLE001  (a batch that crashes fails its unfinished points only)
+            for member in batch.active():
+                member.training.recorder.log.close()
+                member.training.eval_log.close()
+                report(PointOutcome(member.point, FAILED, member.training.run_dir, failure_text(failure)))
+    return sorted(outcomes, key=lambda outcome: outcome.point.index)
