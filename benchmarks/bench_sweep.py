@@ -1,0 +1,124 @@
+"""A 64-point SRN sweep (learning rate x clip threshold) trained one run at a time and with --vectorize.
+
+Run: python benchmarks/bench_sweep.py [--quick]     (also section 3 of bench_srn.py and `make bench`)
+
+Both sweeps go through gradexp.sweep.run_sweep on configs/srn_clip.yaml (per-tensor norm clipping)
+and write the same 64 run folders (metrics, evaluations, checkpoints, resume points, two PDF plots
+each) plus sweep.csv and sweep.pdf. Throughput is optimizer steps summed over the runs per second
+of wall time. The time spent drawing each run's two PDFs (matplotlib, the same in both sweeps) and
+sweep.pdf is timed separately, so the table shows the throughput with and without the drawing.
+Target: vectorized >= 5x one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+import gradexp.runner
+import gradexp.sweep
+from gradexp.sweep import plan_sweep, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "srn_clip.yaml"
+GRID = ("optimizer.lr=0.01,0.02,0.05,0.1,0.2,0.3,0.5,1.0", "clip.threshold=0.5,1,2,5,10,20,50,none")
+
+
+@dataclass(frozen=True)
+class SweepTiming:
+    runs: int
+    steps: int
+    wall_seconds: float
+    drawing_seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return self.steps / self.wall_seconds
+
+    @property
+    def throughput_without_drawing(self) -> float:
+        return self.steps / (self.wall_seconds - self.drawing_seconds)
+
+
+@contextmanager
+def drawing_clock() -> Iterator[list[float]]:
+    """Accumulate the seconds spent in each run's plots and in sweep.pdf while the block runs."""
+    spent = [0.0]
+    originals = {(gradexp.runner, "plot_run"): gradexp.runner.plot_run,
+                 (gradexp.sweep, "write_sweep_pdf"): gradexp.sweep.write_sweep_pdf}
+
+    def timed(function: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - started
+        return wrapper
+
+    for (module, name), function in originals.items():
+        setattr(module, name, timed(function))
+    try:
+        yield spent
+    finally:
+        for (module, name), function in originals.items():
+            setattr(module, name, function)
+
+
+def warm_up(device: torch.device) -> None:
+    """A two-run sweep each way first, so one-time costs (imports torch does on first use, vmap's set-up)
+    fall on neither timed sweep."""
+    plan = plan_sweep(CONFIG, ["train.epochs=1", f"train.device={device.type}"], ["optimizer.lr=0.1,0.2"], seeds=1)
+    for vectorize in (False, True):
+        with tempfile.TemporaryDirectory() as folder:
+            run_sweep(plan, folder, vectorize=vectorize)
+
+
+def time_sweep(epochs: int, device: torch.device, vectorize: bool) -> SweepTiming:
+    plan = plan_sweep(CONFIG, [f"train.epochs={epochs}", f"train.device={device.type}"], GRID, seeds=1)
+    with tempfile.TemporaryDirectory() as folder, drawing_clock() as drawing:
+        started = time.perf_counter()
+        result = run_sweep(plan, folder, vectorize=vectorize)
+        wall = time.perf_counter() - started
+    return SweepTiming(len(result.outcomes), int(result.table["steps"].sum()), wall, drawing[0])
+
+
+def sweep_benchmark(quick: bool, device: torch.device, print_table: Callable[[Sequence[str], Sequence], None]) -> None:
+    epochs = 4 if quick else 20
+    warm_up(device)
+    one_at_a_time = time_sweep(epochs, device, vectorize=False)
+    vectorized = time_sweep(epochs, device, vectorize=True)
+    print(f"\n3. Sweep of {one_at_a_time.runs} SRN runs ({GRID[0].split('=')[0]} x {GRID[1].split('=')[0]}, "
+          f"{epochs} epochs each, {torch.get_num_threads()} thread(s)); throughput = optimizer steps of all runs per second")
+    print_table(["sweep", "wall s", "of it drawing PDFs s", "steps/s", "steps/s without drawing"],
+                [[name, timing.wall_seconds, timing.drawing_seconds, timing.throughput,
+                  timing.throughput_without_drawing]
+                 for name, timing in (("one at a time", one_at_a_time), ("--vectorize", vectorized))])
+    overall = vectorized.throughput / one_at_a_time.throughput
+    training = vectorized.throughput_without_drawing / one_at_a_time.throughput_without_drawing
+    print(f"vectorized / one at a time: {overall:.2f}x overall, {training:.2f}x without drawing PDFs "
+          f"(target >= 5: {'met' if training >= 5 else 'not met'} without drawing, "
+          f"{'met' if overall >= 5 else 'not met'} overall)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 epochs per run instead of 20")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads [1, see bench_srn.py --help]")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from bench_srn import print_table
+
+    sweep_benchmark(args.quick, torch.device(args.device), print_table)
+
+
+if __name__ == "__main__":
+    main()
