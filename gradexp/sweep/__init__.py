@@ -2,7 +2,8 @@
 
 grid (axes -> points -> a checked config per point) -> execution (each point through
 gradexp.runner.run, `jobs` at a time) or gradexp.vectorized (points of one shape as one batched
-model) -> table (sweep.csv, read back from the run folders) and figure (sweep.pdf).
+model) or a SweepBackend (gradexp.sweep_ray: each point a Ray task) -> table (sweep.csv, read
+back from the run folders) and figure (sweep.pdf).
 
 Every point's config is checked before any trains: a point whose values do not fit is recorded
 as failed with the reason, and the others run; when no point fits, nothing runs.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import pandas as pd
 
@@ -25,7 +26,8 @@ from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
 from gradexp.sweep.table import METRIC_COLUMNS, NORM_PREFIX, sweep_table, write_sweep_csv
 
-__all__ = ["SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint", "GridAxis"]
+__all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
+           "GridAxis"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,21 @@ class SweepPlan:
     def runnable(self) -> list[tuple[SweepPoint, ExperimentConfig]]:
         return [(point, config) for point, config in zip(self.points, self.configs)
                 if isinstance(config, ExperimentConfig)]
+
+
+class SweepBackend(Protocol):
+    """Trains a sweep's valid points outside this process, e.g. gradexp.sweep_ray.RayBackend (each point a Ray task).
+
+    Called with the (point, config) pairs, the sweep folder the run folders go in, and `finished`
+    (told of each outcome as it comes); returns the outcomes in point order.
+    """
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How the points ran, for sweep.yaml; its "backend" names the backend."""
+
+    def __call__(self, points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,
+                 finished: Callable[[PointOutcome], None]) -> list[PointOutcome]: ...
 
 
 @dataclass(frozen=True)
@@ -89,23 +106,37 @@ def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence
     return SweepPlan(source, base, tuple(overrides), axes, points, configs, metric)
 
 
+def check_backend(backend: Optional[SweepBackend], jobs: int, vectorize: bool) -> None:
+    """--jobs and --vectorize say how the points train in this process; a backend trains them elsewhere."""
+    if backend is not None and (jobs > 1 or vectorize):
+        raise ConfigError("--backend", "", f"--jobs and --vectorize are for the local backend; "
+                                           f"{backend.settings['backend']} runs every point as its own task")
+
+
 def run_sweep(plan: SweepPlan, out_dir: str | Path, jobs: int = 1, vectorize: bool = False,
-              finished: Optional[Callable[[PointOutcome], None]] = None) -> SweepResult:
-    """Train every valid point into a new `out_dir/sweep-<config>-<UTC>/` and write sweep.csv and sweep.pdf there."""
+              finished: Optional[Callable[[PointOutcome], None]] = None,
+              backend: Optional[SweepBackend] = None) -> SweepResult:
+    """Train every valid point into a new `out_dir/sweep-<config>-<UTC>/` and write sweep.csv and sweep.pdf there.
+
+    The points train in this process (`jobs` at a time, or `vectorize`d), or through `backend`.
+    """
+    check_backend(backend, jobs, vectorize)
     finished = finished or (lambda outcome: None)
     folder = create_run_folder(out_dir, f"sweep-{plan.stem}")
     write_yaml(folder / "sweep.yaml", {
         "config": plan.source, "set": list(plan.overrides),
         "grid": {axis.key: list(axis.texts) for axis in plan.axes},
         "seeds": sorted({point.seed for point in plan.points}), "jobs": jobs, "vectorize": vectorize,
-        "metric": plan.metric,
+        "metric": plan.metric, **(backend.settings if backend is not None else {"backend": "local"}),
     })
     outcomes = {}
     for point, config in zip(plan.points, plan.configs):
         if isinstance(config, ConfigError):
             outcomes[point.index] = PointOutcome(point, FAILED, error=str(config))
             finished(outcomes[point.index])
-    if vectorize:
+    if backend is not None:
+        trained = backend(plan.runnable, folder, finished)
+    elif vectorize:
         from gradexp.vectorized import run_points_vectorized
 
         trained = run_points_vectorized(plan.runnable, folder, finished)

@@ -1,0 +1,275 @@
+"""`gradexp sweep --backend ray` against a real local Ray instance (2 CPUs, started once for the module).
+
+Every test compares the Ray backend with the local one on the same plan: the run folders, sweep.csv
+and the compare table must be the same, apart from wall-clock times and the timestamps in folder names.
+Faults are real: a worker process is killed with SIGKILL mid-run, the driver gets a real SIGINT.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradexp.cli import main
+from gradexp.compare import build_table, gather_runs
+from gradexp.compare.table import table_csv
+from gradexp.resume import RESUME_POINT
+from gradexp.sweep import plan_sweep, run_sweep
+from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
+from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, ray_session
+
+# Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
+CLOCK_COLUMNS = ("run", "path", "seconds")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'gradexp[ray]' (make test does)")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+def sweep_csv(folder: Path) -> pd.DataFrame:
+    table = pd.read_csv(folder / "sweep.csv", keep_default_na=False, na_values=[""])
+    return table.drop(columns=[column for column in CLOCK_COLUMNS if column in table])
+
+
+def compare_csv(folder: Path) -> pd.DataFrame:
+    table = pd.read_csv(io.StringIO(table_csv(build_table(gather_runs([folder]).runs))))
+    return table.drop(columns=[column for column in CLOCK_COLUMNS if column in table])
+
+
+def assert_same_runs(local: Path, remote: Path) -> None:
+    """The same run folders, file for file; logs and config byte for byte; summaries equal but for the clock."""
+    local_runs, remote_runs = sorted(local.glob("[0-9]*")), sorted(remote.glob("[0-9]*"))
+    assert [path.name[:-16] for path in local_runs] == [path.name[:-16] for path in remote_runs]  # -YYYYmmdd-HHMMSS
+    for local_run, remote_run in zip(local_runs, remote_runs):
+        assert sorted(p.name for p in local_run.iterdir()) == sorted(p.name for p in remote_run.iterdir())
+        for name in ("metrics.csv", "eval.csv", "config.yaml"):
+            if (local_run / name).exists():
+                assert (local_run / name).read_bytes() == (remote_run / name).read_bytes(), (remote_run, name)
+        if (local_run / "summary.json").exists():
+            summaries = [json.loads((run / "summary.json").read_text()) for run in (local_run, remote_run)]
+            for summary in summaries:
+                summary.pop("seconds")
+            assert summaries[0] == summaries[1]
+    pd.testing.assert_frame_equal(sweep_csv(local), sweep_csv(remote))
+
+
+def test_a_sweep_through_ray_writes_what_a_local_sweep_writes(ray_cluster, write_config, tmp_path: Path) -> None:
+    path = write_config(clip={"mode": "norm", "threshold": 0.3})
+    plan = plan_sweep(path, ["train.epochs=1"], ["optimizer.lr=0.05,0.5", "clip.threshold=0.3,none"], seeds=1)
+    local = run_sweep(plan, tmp_path / "local")
+    heard = []
+    remote = run_sweep(plan, tmp_path / "ray", finished=heard.append, backend=RayBackend(retries=2))
+    assert sorted(outcome.point.index for outcome in heard) == [0, 1, 2, 3]
+    assert [outcome.status for outcome in remote.outcomes] == ["completed"] * 4
+    assert all(outcome.run_dir.parent == remote.folder for outcome in remote.outcomes)
+    assert_same_runs(local.folder, remote.folder)
+    pd.testing.assert_frame_equal(compare_csv(local.folder), compare_csv(remote.folder))
+    assert (remote.folder / "sweep.pdf").read_bytes().startswith(b"%PDF")
+    settings = yaml.safe_load((remote.folder / "sweep.yaml").read_text())
+    assert settings["backend"] == "ray" and settings["retries"] == 2 and settings["cpus_per_run"] == 1
+
+
+def test_bad_values_are_reported_and_the_other_points_finish(ray_cluster, write_config, tmp_path: Path) -> None:
+    """-1 is refused before any run; 1e300 overflows inside its run on the worker; both as with the local backend."""
+    plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,-1,1.0e+300"], seeds=1)
+    local = run_sweep(plan, tmp_path / "local")
+    remote = run_sweep(plan, tmp_path / "ray", backend=RayBackend())
+    completed, refused, crashed = remote.outcomes
+    assert completed.status == "completed"
+    assert refused.status == FAILED and "optimizer.lr (from --grid): expected a value > 0" in refused.error
+    assert crashed.status == FAILED and "overflow" in crashed.error
+    # The crashed run's folder came back from the worker with what it wrote before the crash.
+    assert crashed.run_dir is not None and (crashed.run_dir / "config.yaml").exists()
+    assert_same_runs(local.folder, remote.folder)
+
+
+def file_held_open(pattern: str) -> Optional[tuple[int, Path]]:
+    """(pid, path) of a process holding open a file that matches `pattern`; a run holds its metrics.csv open."""
+    for link in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            target = Path(os.readlink(link))
+        except OSError:  # the process or the descriptor went away meanwhile
+            continue
+        if target.match(pattern):
+            return int(link.parts[2]), target
+    return None
+
+
+def training_rows(pattern: str) -> int:
+    """Rows in the metrics.csv (matching `pattern`) that a worker is writing now; 0 when none is open."""
+    held = file_held_open(pattern)
+    try:
+        return held[1].read_text().count("\n") - 1 if held else 0
+    except OSError:
+        return 0
+
+
+def kill_worker_once(point_name: str) -> tuple[threading.Thread, dict]:
+    """Start a thread that SIGKILLs the Ray worker training `point_name` once its metrics.csv holds rows."""
+    pattern = f"{SCRATCH_PREFIX}*/{point_name}-*/metrics.csv"
+    killed: dict = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            held = file_held_open(pattern)
+            rows = training_rows(pattern)
+            if held is not None and rows > 0:
+                os.kill(held[0], signal.SIGKILL)
+                killed.update(pid=held[0], rows=rows, scratch=held[1].parents[1])
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, killed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's open files in /proc")
+def test_a_worker_killed_mid_run_is_retried_and_its_run_is_whole(ray_cluster, write_config,
+                                                                  tmp_path: Path) -> None:
+    plan = plan_sweep(write_config(), ["train.epochs=30", "train.flush_every=2", "train.eval_every=1000"],
+                      ["optimizer.lr=0.05"], seeds=1)
+    watcher, killed = kill_worker_once("000-lr0.05-seed0")
+    remote = run_sweep(plan, tmp_path / "ray", backend=RayBackend(retries=1))
+    watcher.join()
+    assert killed, "the watcher never saw the point train"
+    shutil.rmtree(killed["scratch"])  # the killed attempt's temporary folder: nothing was left to remove it
+    steps = remote.outcomes[0].run_dir.joinpath("metrics.csv").read_text().count("\n") - 1
+    assert 0 < killed["rows"] < steps  # killed mid-run
+    assert remote.outcomes[0].status == "completed"
+    assert_same_runs(run_sweep(plan, tmp_path / "local").folder, remote.folder)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's open files in /proc")
+def test_a_point_whose_worker_dies_every_time_fails_and_the_others_finish(ray_cluster, write_config,
+                                                                          tmp_path: Path) -> None:
+    plan = plan_sweep(write_config(), ["train.epochs=30", "train.flush_every=2", "train.eval_every=1000"],
+                      ["optimizer.lr=0.05,0.1"], seeds=1)
+    watcher, killed = kill_worker_once("001-lr0.1-seed0")
+    remote = run_sweep(plan, tmp_path, backend=RayBackend(retries=0))
+    watcher.join()
+    assert killed
+    shutil.rmtree(killed["scratch"])
+    survivor, lost = remote.outcomes
+    assert survivor.status == "completed"
+    assert lost.status == FAILED and lost.run_dir is None
+    assert lost.error.startswith("WorkerCrashedError after 0 retries: ")
+    row = pd.read_csv(remote.folder / "sweep.csv").iloc[1]
+    assert row["status"] == FAILED and row["error"] == lost.error
+
+
+def send_sigint_when(ready: Callable[[], bool]) -> threading.Thread:
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stop_request_cancels_the_outstanding_points(ray_cluster, write_config, tmp_path: Path) -> None:
+    """SIGINT to the driver: the finished run stays complete, training ones stop after a step, queued ones never run.
+
+    Point 0 is short, points 1-3 would take minutes; two CPUs run two points at once, so when point 0
+    is back (its run folder written here) and another point trains, at least one waits.
+    """
+    plan = plan_sweep(write_config(), ["train.flush_every=2", "train.eval_every=1000"],
+                      ["train.epochs=1,300,301,302"], seeds=1)
+    sweeps = tmp_path / "ray"
+    training_at_signal: set[int] = set()
+
+    def ready() -> bool:
+        training_at_signal.update(index for index in (1, 2, 3)
+                                  if training_rows(f"{SCRATCH_PREFIX}*/{index:03d}-*/metrics.csv") > 0)
+        return any(sweeps.glob("sweep-*/000-*/summary.json")) and bool(training_at_signal)
+
+    sender = send_sigint_when(ready)
+    remote = run_sweep(plan, sweeps, backend=RayBackend())
+    sender.join()
+    short, *long_points = remote.outcomes
+    short_summary = json.loads((short.run_dir / "summary.json").read_text())
+    assert short.status == short_summary["status"] == "completed"
+    stopped = {outcome.point.index for outcome in long_points if outcome.status == INTERRUPTED}
+    never = {outcome.point.index for outcome in long_points if outcome.status == NOT_RUN}
+    assert stopped | never == {1, 2, 3} and training_at_signal <= stopped and never
+    for outcome in long_points:
+        if outcome.status == INTERRUPTED:  # stopped after a step, resumable
+            summary = json.loads((outcome.run_dir / "summary.json").read_text())
+            assert summary["status"] == INTERRUPTED and 0 < summary["steps"] < 300 * short_summary["steps"]
+            assert (outcome.run_dir / RESUME_POINT).exists()
+        else:
+            assert outcome.run_dir is None
+    assert list(pd.read_csv(remote.folder / "sweep.csv")["status"]) == [outcome.status for outcome in remote.outcomes]
+    assert sorted(path.name[:3] for path in remote.folder.glob("[0-9]*")) == sorted(
+        f"{index:03d}" for index in {0} | stopped)
+
+
+def test_cli_sweep_through_ray_counts_the_runs_and_prints_the_comparison(ray_cluster, write_config,
+                                                                         tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.05,-1",
+                                       "--set", "train.epochs=1", "--out", str(tmp_path), "--backend", "ray",
+                                       "--cpus-per-run", "1", "--retries", "1"])
+    assert result.exit_code == 0, result.output
+    with ray_session() as session:  # the connection this process has: the test's cluster
+        assert f"running on the Ray cluster at {session.address}" in result.output
+    assert "runs finished" in result.output  # the progress bar's label (the bar itself is drawn on terminals)
+    assert "[1/2] 000-lr0.05-seed0: completed, test accuracy" in result.output
+    assert "[2/2] 001-lr-1-seed0: failed" in result.output
+    assert "explode" in result.output  # the compare table's header
+    assert len(list(tmp_path.glob("sweep-tiny-*/*/summary.json"))) == 1
+    settings = yaml.safe_load(next(tmp_path.glob("sweep-tiny-*/sweep.yaml")).read_text())
+    assert (settings["backend"], settings["cpus_per_run"], settings["retries"]) == ("ray", 1, 1)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--address", "auto"], "error: --address: only used with --backend ray"),
+    (["--retries", "3"], "error: --retries: only used with --backend ray"),
+    (["--backend", "ray", "--jobs", "2"], "error: --backend: --jobs and --vectorize are for the local backend"),
+])
+def test_cli_ray_options_that_do_not_fit_are_one_line_errors(write_config, tmp_path: Path, arguments,
+                                                             message) -> None:
+    result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.05,0.1",
+                                       "--out", str(tmp_path), *arguments])
+    assert result.exit_code == 2
+    assert result.output.strip() == message or result.output.strip().startswith(message)
+    assert len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("sweep-*"))
+
+
+def test_without_ray_the_ray_backend_says_how_to_install_it(write_config, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # how Python marks a module that cannot be imported
+    result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.05,0.1",
+                                       "--out", str(tmp_path), "--backend", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --backend ray: Ray is not installed; install gradexp[ray] (pip install 'gradexp[ray]')"]
+    assert not list(tmp_path.glob("sweep-*"))
+
+
+def test_ray_is_imported_only_for_the_ray_backend() -> None:
+    code = "import sys, gradexp.cli, gradexp.sweep; print('ray' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "False"
