@@ -70,33 +70,48 @@ class RaySession:
 def ray_session(address: Optional[str] = None) -> Iterator[RaySession]:
     """Connect to Ray for the duration of a sweep.
 
-    `address` (host:port, ray://host:port or auto) names the cluster; connection failures are ConfigErrors.
-    Without one: the connection this process already has, else the cluster named by RAY_ADDRESS, else
-    the cluster `ray start` runs on this machine, else a new local Ray instance with every core,
-    shut down on exit. A connection made here is closed on exit; the cluster itself keeps running.
+    `address` (host:port, ray://host:port or auto) names the cluster. Without one: the connection
+    this process already has (a ray.init of its own), else the cluster named by RAY_ADDRESS, else
+    the cluster `ray start` runs on this machine, else a new local Ray instance with every core.
+    A connection made here is closed on exit, which stops a local instance started here; a
+    cluster keeps running. Raises ConfigError when Ray cannot connect or start.
     """
     ray = import_ray()
-    if ray.is_initialized():
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address is None and ray.is_initialized():
         yield RaySession(ray.get_runtime_context().gcs_address, None, started_here=False)
         return
-    address = address or os.environ.get("RAY_ADDRESS")
-    started_here = False
     try:
-        if address is not None:
-            context = ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            try:
-                context = ray.init(address="auto", logging_level=logging.WARNING)
-            except ConnectionError:  # no cluster on this machine
-                context = ray.init(logging_level=logging.WARNING)
-                started_here = True
+        context, started_here = _connect(ray, address)
     except (ConnectionError, ValueError, RuntimeError) as failure:
-        raise ConfigError("--address", "", f"cannot connect to a Ray cluster at {address}: "
-                                           f"{first_line(str(failure))}") from None
+        # Ray authenticates a connection to an address it was given only when told to (its token-auth docs).
+        hint = "" if address is None or os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster that uses token authentication also needs RAY_AUTH_MODE=token and its token "
+            "(`ray get-auth-token` on the head) in RAY_AUTH_TOKEN or ~/.ray/auth_token")
+        option, attempt = (("--address", f"cannot connect to the Ray cluster at {address}") if address else
+                           ("--backend ray", "cannot start a local Ray instance"))
+        raise ConfigError(option, "", f"{attempt}: {first_line(str(failure))}{hint}") from None
     try:
-        yield RaySession(context.address_info["gcs_address"], context.dashboard_url or None, started_here)
+        yield RaySession(context.address_info["gcs_address"], dashboard_link(context.dashboard_url), started_here)
     finally:
         ray.shutdown()
+
+
+def _connect(ray: ModuleType, address: Optional[str]) -> tuple[Any, bool]:
+    """ray.init for a sweep: its context, and whether it started a local instance."""
+    if address is not None:
+        return ray.init(address=address, logging_level=logging.WARNING), False
+    try:
+        return ray.init(address="auto", logging_level=logging.WARNING), False
+    except ConnectionError:  # no cluster on this machine
+        return ray.init(logging_level=logging.WARNING), True
+
+
+def dashboard_link(url: Optional[str]) -> Optional[str]:
+    """Ray gives the dashboard as host:port ("" when it runs none); a terminal makes a link of http://host:port."""
+    if not url:
+        return None
+    return url if "://" in url else f"http://{url}"
 
 
 def first_line(text: str) -> str:

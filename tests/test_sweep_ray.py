@@ -31,7 +31,7 @@ from gradexp.compare.table import table_csv
 from gradexp.resume import RESUME_POINT
 from gradexp.sweep import plan_sweep, run_sweep
 from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
-from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, ray_session
+from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, dashboard_link, ray_session
 
 # Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
 CLOCK_COLUMNS = ("run", "path", "seconds")
@@ -40,7 +40,8 @@ CLOCK_COLUMNS = ("run", "path", "seconds")
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'gradexp[ray]' (make test does)")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # address="local": a new instance for the tests, even where `ray start` runs a cluster on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 
@@ -273,3 +274,9 @@ def test_ray_is_imported_only_for_the_ray_backend() -> None:
     code = "import sys, gradexp.cli, gradexp.sweep; print('ray' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("given,shown", [("", None), (None, None), ("127.0.0.1:8265", "http://127.0.0.1:8265"),
+                                         ("https://ray.example.org", "https://ray.example.org")])
+def test_the_dashboard_is_shown_as_a_link_when_ray_runs_one(given, shown) -> None:
+    assert dashboard_link(given) == shown
