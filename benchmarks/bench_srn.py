@@ -38,7 +38,7 @@ from gradexp.runner import SilentReporter, run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "srn_explode.yaml"
-BACKENDS = ("loop", "fused")
+BACKENDS = ("bptt", "loop", "fused")
 
 
 def cpu_model() -> str:

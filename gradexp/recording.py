@@ -117,9 +117,10 @@ def _open_for_appending(path: Path, truncate: bool) -> int:
 class CsvLog:
     """An append-only CSV file written in whole rows.
 
-    Rows wait in memory and reach the file at `flush` in one write followed by fsync, so a crash
-    (even kill -9) leaves the rows of earlier flushes, whole. `size` is the number of bytes on disk
-    after the last flush: a checkpoint records it, and `resume` cuts the file back to it.
+    Rows wait in memory and reach the file at `flush` in one write, so a crash (even kill -9)
+    leaves the rows of earlier flushes, whole. `sync` also makes them survive a power loss; the
+    runner calls it before each resume point, which records `size` (the bytes written so far) and
+    which `resume` cuts the file back to.
     """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
@@ -169,10 +170,17 @@ class CsvLog:
             written = 0
             while written < len(data):
                 written += os.write(self._descriptor, data[written:])
-            os.fsync(self._descriptor)
         except OSError as failure:
             raise OutputError(str(self.path), f"cannot be written ({failure.strerror or failure})") from None
         self.size += len(data)
+
+    def sync(self) -> None:
+        """Flush, then have the disk hold every row written (fsync: a few milliseconds, so not at every flush)."""
+        self.flush()
+        try:
+            os.fsync(self._descriptor)
+        except OSError as failure:
+            raise OutputError(str(self.path), f"cannot be written ({failure.strerror or failure})") from None
 
     def close(self) -> None:
         if self._descriptor >= 0:

@@ -9,10 +9,11 @@ Interrupts and resume: SIGINT/SIGTERM are answered at the end of the current ste
 resume point saved, plots and a summary with `status: interrupted` written), and `resume` continues
 such a run, or a crashed one, from its last resume point (last.pt, see gradexp.resume); on CPU the
 finished metrics.csv is byte-identical to an uninterrupted run's. A resume point is saved at the
-first flush at least `train.flush_every` steps after the previous one: one torch.save of the model,
-the optimizer, schedule and clipper states and the best weights, written to a temporary file,
-fsynced and renamed (about 10 ms for the shipped E1/E2/E4 networks on a busy 2-core CPU), so at the
-default flush_every of 50 it costs well under a millisecond a step.
+first flush at least `train.resume_point_seconds` (10 s) after the previous one: the logs are
+fsynced, best.pt is written if the best model changed, then one torch.save of the model, the
+optimizer, schedule and clipper states and the best weights goes to a temporary file, fsynced and
+renamed. That costs 5 to 10 ms on a busy 2-core CPU, which once every few steps would be a large
+share of a 1 ms step: hence a clock, not a step count.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -280,6 +282,8 @@ class Training:
         self.epoch_generator_state = self.generator.get_state()
         self.best_dev: Optional[dict[str, float]] = None
         self.best_state: Optional[dict[str, torch.Tensor]] = None
+        # best.pt is written with resume points and at the end, not at every improvement.
+        self.best_saved = True
         self.divergence: Optional[Divergence] = None
         self.evaluations_without_improvement = 0
         self.early_stopped = False
@@ -287,8 +291,7 @@ class Training:
         self.stopped_by: Optional[str] = None
         self.seconds_before = 0.0
         self.resumed_at_steps: list[int] = []
-        self.resume_point_step = 0
-        self.started = time.perf_counter()
+        self.started = self.resume_point_time = time.perf_counter()
         if resume_point is not None:
             self.load_state_dict(resume_point)
             self.recorder.load_history()
@@ -348,7 +351,6 @@ class Training:
         self.evaluations_without_improvement = point["evaluations_without_improvement"]
         self.seconds_before = point["seconds"]
         self.resumed_at_steps = list(point["resumed_at_steps"])
-        self.resume_point_step = self.step
 
     def _open_log(self, name: str, columns: list[str], resume_point: Optional[dict[str, Any]]) -> CsvLog:
         """A new log, or the resumed run's own, cut back to the size the resume point recorded."""
@@ -360,8 +362,43 @@ class Training:
         return self.seconds_before + time.perf_counter() - self.started
 
     def _save_resume_point(self) -> None:
+        """Logs on disk first, then best.pt, then last.pt: a resume point never names rows the disk lacks."""
+        self.recorder.log.sync()
+        self.eval_log.sync()
+        self._save_best()
         save_checkpoint(self.run_dir / RESUME_POINT, self.state_dict())
-        self.resume_point_step = self.step
+        self.resume_point_time = time.perf_counter()
+
+    def _save_best(self) -> None:
+        if self.best_saved or self.best_dev is None:
+            return
+        dev = {key: value for key, value in self.best_dev.items() if key != "step"}
+        save_checkpoint(self.run_dir / "best.pt", {"model": self.best_state, "step": self.best_dev["step"],
+                                                   "dev": dev, "config": self.config.to_dict()})
+        self.best_saved = True
+
+    def end_step(self, total_steps: int, stop: Optional[signal.Signals]) -> bool:
+        """The end of a step, after its row: flush, evaluate and save a resume point when due.
+
+        True when the run must end here: it diverged, stopped early, or `stop` (SIGINT or SIGTERM) came.
+        """
+        train_config = self.config.train
+        due_for_eval = self.step % train_config.eval_every == 0 or self.step == total_steps
+        if not (stop or due_for_eval or self.recorder.pending >= train_config.flush_every):
+            return False
+        if self._flush():
+            return True
+        if due_for_eval:
+            self._evaluate_dev()
+            if self.early_stopped:
+                return True
+        # After the step's rows and evaluation are written, so the logs reach the resume point's step.
+        if stop or time.perf_counter() - self.resume_point_time >= train_config.resume_point_seconds:
+            self._save_resume_point()
+        if stop:
+            self.stopped_by = stop.name
+            return True
+        return False
 
     def _train_steps(self, total_steps: int) -> None:
         """The loop itself; returns after the last step, at the first flush that finds a divergence, at an early
@@ -372,7 +409,7 @@ class Training:
         measure = gradient_norms if train_config.record_norms else self._unrecorded_norms(len(parameters))
         for parameter in parameters:
             parameter.grad = torch.zeros_like(parameter)
-        # zero_grad(set_to_none=False) keeps these very tensors, so the list stays valid for every step.
+        # Zeroed in place every step, these very tensors stay the gradients, so the list stays valid.
         grads = [parameter.grad for parameter in parameters]
         model.train()
         for self.epoch in range(self.epoch, train_config.epochs + 1):
@@ -381,7 +418,7 @@ class Training:
                                  skip=self.batches_done):
                 self.step += 1
                 self.batches_done += 1
-                optimizer.zero_grad(set_to_none=False)
+                torch._foreach_zero_(grads)
                 loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
                 loss.backward()
                 before = measure(grads)
@@ -392,22 +429,7 @@ class Training:
                 self.recorder.record(self.step, self.epoch, lr, loss, before, after, outcome.threshold,
                                      outcome.clipped)
                 self.reporter.step_done(self.step)
-                stop_requested = self.stop_requests.received is not None
-                due_for_eval = self.step % train_config.eval_every == 0 or self.step == total_steps
-                if not (stop_requested or due_for_eval or self.recorder.pending >= train_config.flush_every):
-                    continue
-                if self._flush():
-                    return
-                if due_for_eval:
-                    self._evaluate_dev()
-                    if self.early_stopped:
-                        return
-                # After the step's rows and evaluation are on disk, so the logs reach the resume point's step; at most
-                # one every flush_every steps (evaluations may flush more often), and always on a stop.
-                if stop_requested or self.step - self.resume_point_step >= train_config.flush_every:
-                    self._save_resume_point()
-                if stop_requested:
-                    self.stopped_by = self.stop_requests.received.name
+                if self.end_step(total_steps, self.stop_requests.received):
                     return
             self.batches_done = 0
             self.experiment.schedule.epoch_ended()
@@ -441,8 +463,7 @@ class Training:
             self.best_dev = {"step": self.step, **dev}
             self.best_state = {name: tensor.detach().clone() for name, tensor in
                                self.experiment.model.state_dict().items()}
-            save_checkpoint(self.run_dir / "best.pt", {"model": self.best_state, "step": self.step, "dev": dev,
-                                                       "config": self.config.to_dict()})
+            self.best_saved = False
         else:
             self.evaluations_without_improvement += 1
         patience = self.config.train.patience
@@ -453,8 +474,7 @@ class Training:
         if self.test_split is None:
             return None
         model = self.experiment.model
-        # Early stopping restores the best model whatever train.keep says (seed 003).
-        if self.config.train.keep == "best" or self.early_stopped:
+        if self._test_model() == "best":
             if self.best_state is None:
                 return None
             model.load_state_dict(self.best_state)
@@ -462,6 +482,10 @@ class Training:
         test = evaluate(model, self.test_split, self.experiment.mean_loss, metric)
         self.eval_log.write_rows([[self.step, self.epoch, "test", test["loss"], test[metric.name]]])
         return test
+
+    def _test_model(self) -> str:
+        # Early stopping restores the best model whatever train.keep says (seed 003).
+        return "best" if self.early_stopped else self.config.train.keep
 
     def _status(self) -> str:
         if self.divergence is not None:
@@ -474,6 +498,7 @@ class Training:
         A finished run needs no resume point any more, so last.pt goes once summary.json is written.
         """
         status = self._status()
+        self._save_best()
         test = self._evaluate_test() if status != "interrupted" else None
         self.eval_log.close()
         plot_run(self.run_dir, self.config.plot, self._plot_parameters())
@@ -493,7 +518,7 @@ class Training:
             "metric": self.experiment.metric.name,
             "best_dev": self.best_dev,
             "test": test,
-            "test_model": self.config.train.keep,
+            "test_model": self._test_model(),
             **self.recorder.statistics(),
             "parameters": self.experiment.parameter_names,
             "plot_parameters": self._plot_parameters(),

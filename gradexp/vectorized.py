@@ -13,7 +13,7 @@ Only the forward and backward passes are shared. Each step:
 
 and then every point goes on exactly as the runner's loop does: its gradient norms (one
 `torch._foreach_norm` over all points' gradients), its own clipper, its own optimizer step, its
-row, and its flush / evaluation / resume point on its own schedule. A point that diverges,
+row, and its flush / evaluation / resume point on its own schedule (runner.Training.end_step). A point that diverges,
 stops early or is interrupted leaves the batch at once and is finished (test evaluation, plots,
 summary) as the runner finishes it; the others go on. The runs' folders are those `gradexp run`
 writes; their summary `seconds` is the batch's wall time up to the point's end.
@@ -155,7 +155,8 @@ class Batch:
             optimizer.step()
             training.recorder.record(training.step, training.epoch, lr, losses[index], before[index], after[index],
                                      outcomes[index].threshold, outcomes[index].clipped)
-            self.bookkeeping(member, total_steps, stop)
+            if training.end_step(total_steps, stop.received):
+                self.finish(member)
 
     def norms(self, members: list[Member]) -> torch.Tensor:
         """(points, k + 1): every gradient's L2 norm and their joint norm per point, as runner.gradient_norms."""
@@ -165,27 +166,6 @@ class Batch:
         table = torch.cat([norms, torch.linalg.vector_norm(norms, dim=1, keepdim=True)], dim=1)
         recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=table.device)
         return torch.where(recorded[:, None], table, math.nan)
-
-    def bookkeeping(self, member: Member, total_steps: int, stop: StopRequests) -> None:
-        """The runner's end of a step: flush, evaluate, resume point, on the point's own cadence."""
-        training = member.training
-        train_config = member.experiment.config.train
-        stop_requested = stop.received is not None
-        due_for_eval = training.step % train_config.eval_every == 0 or training.step == total_steps
-        if not (stop_requested or due_for_eval or training.recorder.pending >= train_config.flush_every):
-            return
-        if training._flush():
-            self.finish(member)
-            return
-        if due_for_eval:
-            training._evaluate_dev()
-            if training.early_stopped:
-                self.finish(member)
-                return
-        training._save_resume_point()
-        if stop_requested:
-            training.stopped_by = stop.received.name
-            self.finish(member)
 
     def finish(self, member: Member) -> None:
         """What runner.Training.train does once its loop returns: last rows, test evaluation, plots, summary."""

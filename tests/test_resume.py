@@ -25,6 +25,7 @@ import yaml
 from gradexp.config.loading import load_config
 from gradexp.errors import DataError
 from gradexp.resume import RESUME_POINT, read_resume_point
+from gradexp import runner
 from gradexp.runner import SilentReporter, resume, run
 from tests.conftest import TINY_SRN, merged
 
@@ -33,7 +34,8 @@ LONG_SRN = merged(TINY_SRN, {
     "optimizer": {"momentum": 0.9},
     "clip": {"mode": "zclip", "warmup_steps": 5},
     "schedule": {"name": "step", "every_epochs": 3, "gamma": 0.5},
-    "train": {"epochs": 30, "eval_every": 7, "flush_every": 4, "patience": 1000},
+    # a resume point at every flush, so a kill -9 finds one past the start
+    "train": {"epochs": 30, "eval_every": 7, "flush_every": 4, "patience": 1000, "resume_point_seconds": 0},
 })
 TOTAL_STEPS = 150
 # One thread: the same arithmetic in every process, and no fight for the cores with other tests.
@@ -217,3 +219,24 @@ def test_resume_refuses_a_metrics_file_shorter_than_its_checkpoint(write_config,
     metrics.write_bytes(metrics.read_bytes()[:-40])
     with pytest.raises(DataError, match="fewer than the [0-9]+ its checkpoint recorded"):
         resume(stopped.run_dir)
+
+
+@pytest.mark.parametrize("seconds, expected_steps", [(0, [0, 3, 4, 7, 8, 10]), (3600, [0])])
+def test_resume_points_are_saved_by_the_clock(write_config, tmp_path: Path, monkeypatch, seconds: float,
+                                              expected_steps: list[int]) -> None:
+    """0 s: one at every flush (steps 3 and 7 by flush_every 3, 4 and 8 by evaluations, 10 at the end); an hour:
+    only the one at the start. Either way best.pt ends as the best evaluation's model."""
+    saved: list[int] = []
+    save_checkpoint = runner.save_checkpoint
+
+    def spy(path: Path, state: dict[str, Any]) -> None:
+        if path.name == RESUME_POINT:
+            saved.append(state["step"])
+        save_checkpoint(path, state)
+
+    monkeypatch.setattr(runner, "save_checkpoint", spy)
+    result = run(load_config(write_config(train={"resume_point_seconds": seconds})), tmp_path / "runs")
+    assert saved == expected_steps
+    best = torch.load(result.run_dir / "best.pt")
+    assert best["step"] == result.summary["best_dev"]["step"]
+    assert best["dev"]["accuracy"] == result.summary["best_dev"]["accuracy"]

@@ -112,12 +112,15 @@ def test_divergence_is_a_result(write_config, tmp_path: Path) -> None:
 
 
 def test_early_stopping_restores_best_and_plateau_decays_lr(write_config, tmp_path: Path) -> None:
-    result = run_tiny(write_config, tmp_path, optimizer={"lr": 0.5}, train={"epochs": 40, "eval_every": 5, "patience": 3},
+    result = run_tiny(write_config, tmp_path, optimizer={"lr": 0.5},
+                      train={"epochs": 40, "eval_every": 5, "patience": 3, "keep": "last"},
                       schedule={"name": "plateau", "monitor": "metric", "factor": 0.5, "patience": 0})
     summary = result.summary
     evaluations = pd.read_csv(result.run_dir / "eval.csv")
     dev = evaluations[evaluations.split == "dev"]
     assert summary["early_stopped"] and summary["steps"] < 200
+    # early stopping tests the restored best model even under keep: last, and says so
+    assert summary["test_model"] == "best"
     # stopped exactly `patience` evaluations after the best one
     assert list(dev["step"]).index(summary["best_dev"]["step"]) == len(dev) - 4
     lrs = pd.read_csv(result.run_dir / "metrics.csv")["lr"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,4 +41,11 @@ class Stateless:
 
 
 def constant(value: float, like: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.tensor(value, device=like.device, dtype=dtype)
+    """A 0-d tensor on `like`'s device, made once per value: every step's outcome reuses it, read-only."""
+    return _constant(repr(float(value)), like.device, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(value: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Keyed by the value's text: NaN never equals itself, so as a float key it would miss every time.
+    return torch.tensor(float(value), device=device, dtype=dtype)

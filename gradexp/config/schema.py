@@ -36,6 +36,9 @@ class TrainConfig:
     record_norms: bool = True
     # Steps between moving recorded norms to the host and writing them: the only per-step sync point.
     flush_every: Annotated[int, Range(ge=1, le=10_000)] = 50
+    # Seconds of training between resume points (a kill -9 loses at most about this much); 0 saves one at every
+    # flush. A stop by Ctrl-C or SIGTERM always saves one.
+    resume_point_seconds: Annotated[float, Range(ge=0, le=86_400)] = 10.0
 
 
 @dataclass(frozen=True)

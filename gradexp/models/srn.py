@@ -9,14 +9,17 @@ state. The SRN has exactly three parameters, named as in the book so the metric 
 with W (input_size x hidden_size), U (hidden_size x hidden_size), b (1 x hidden_size).
 W, U and b start Xavier-uniform, as Paddle's `create_parameter` does by default (the book's framework).
 
-Two backends compute the same recurrence from the same three parameters: `loop` writes it out
-step by step in Python, as the book does; `fused` hands it to torch's RNN kernel (the one behind
-`nn.RNN(nonlinearity="tanh")`, cuDNN on a GPU), which runs the time loop in C++.
+Three backends compute the same recurrence from the same three parameters: `loop` writes it out
+step by step in Python, as the book does, and autograd records every step; `fused` hands it to
+torch's RNN kernel (the one behind `nn.RNN(nonlinearity="tanh")`, cuDNN on a GPU), which runs the
+time loop in C++; `bptt` runs the same loop with backpropagation through time written out by hand,
+so autograd sees the whole recurrence as one node (the fastest on a CPU at E1's sizes: see
+benchmarks/README.md).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Optional
 
 import torch
 from torch import nn
@@ -27,7 +30,7 @@ from gradexp.errors import ConfigError
 from gradexp.models import MODELS
 
 
-Backend = Literal["loop", "fused"]
+Backend = Literal["bptt", "loop", "fused"]
 
 
 def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -60,14 +63,81 @@ def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: 
     return last[0]
 
 
-RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {"loop": loop_recurrence, "fused": fused_recurrence}
+class BackpropagationThroughTime(torch.autograd.Function):
+    """h_t = tanh(x_t W + h_{t-1} U + b) with its backward written out (BPTT, NNDL section 6.2.1).
+
+    Forward keeps every state h_1..h_T. With δ_t = ∂L/∂(x_t W + h_{t-1} U + b) and ∂L/∂h_T given:
+
+        δ_T = ∂L/∂h_T ⊙ (1 − h_T²),    δ_{t−1} = (δ_t Uᵀ) ⊙ (1 − h_{t−1}²)
+        ∂L/∂W = Σ_t x_tᵀ δ_t,    ∂L/∂U = Σ_{t≥2} h_{t−1}ᵀ δ_t,    ∂L/∂b = Σ_t 1ᵀ δ_t,    ∂L/∂x_t = δ_t Wᵀ
+
+    Only the δ recursion runs step by step; the sums are three matrix products over all steps at
+    once. Autograd records one node for the whole sequence instead of a handful per step, which is
+    most of the loop backend's cost at E1's sizes. Written in plain tensor ops without `out=` or
+    in-place writes, so torch.func.vmap batches it (generate_vmap_rule) for vectorized sweeps.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length, _ = inputs.shape
+        # x_t W + b for every step in one product: (batch, time, hidden)
+        projected = torch.addmm(b, inputs.reshape(batch * length, -1), W).view(batch, length, -1)
+        hidden = projected.new_zeros(batch, W.shape[1])
+        states = []
+        for t in range(length):
+            hidden = torch.tanh(torch.addmm(projected[:, t], hidden, U))
+            states.append(hidden)
+        return hidden, torch.stack(states, 1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        sequence, W, U, _ = inputs
+        _, states = output
+        # The states are kept for the backward, not offered as a result to differentiate.
+        ctx.mark_non_differentiable(states)
+        ctx.save_for_backward(sequence, W, U, states)
+
+    @staticmethod
+    def backward(ctx: Any, grad_last: torch.Tensor, _: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
+        sequence, W, U, states = ctx.saved_tensors
+        batch, length, hidden_size = states.shape
+        slopes = 1 - states * states  # tanh' at every step
+        U_transposed = U.t()
+        deltas = []
+        delta_into_state = grad_last
+        for t in range(length - 1, -1, -1):
+            delta = delta_into_state * slopes[:, t]
+            deltas.append(delta)
+            if t:
+                delta_into_state = torch.mm(delta, U_transposed)
+        delta = torch.stack(deltas[::-1], 1)  # (batch, time, hidden), as the states
+        flat_delta = delta.reshape(batch * length, hidden_size)
+        grad_W = torch.mm(sequence.reshape(batch * length, -1).t(), flat_delta)
+        # h_0 = 0 adds nothing to ∂L/∂U
+        grad_U = torch.mm(states[:, :-1].reshape(-1, hidden_size).t(), delta[:, 1:].reshape(-1, hidden_size))
+        grad_b = flat_delta.sum(0, keepdim=True)
+        grad_inputs = torch.mm(flat_delta, W.t()).view(sequence.shape) if ctx.needs_input_grad[0] else None
+        return grad_inputs, grad_W, grad_U, grad_b
+
+
+def bptt_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The same recurrence, differentiated by BackpropagationThroughTime; inputs (batch, time, input) -> h_T."""
+    last, _ = BackpropagationThroughTime.apply(inputs, W, U, b)
+    return last
+
+
+RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {
+    "bptt": bptt_recurrence, "loop": loop_recurrence, "fused": fused_recurrence}
 
 
 class SRN(nn.Module):
     # W and U are (in x hidden): one hidden unit's weights are a column (AGC's unit-wise norm needs this).
     output_axes = {"W": 1, "U": 1}
 
-    def __init__(self, input_size: int, hidden_size: int, backend: Backend = "loop") -> None:
+    def __init__(self, input_size: int, hidden_size: int, backend: Backend = "bptt") -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.recurrence = RECURRENCES[backend]
@@ -88,20 +158,27 @@ class SequenceClassifier(nn.Module):
     default_plot_parameters = ("rnn_model.W", "rnn_model.U", "rnn_model.b")
 
     def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int,
-                 backend: Backend = "loop") -> None:
+                 backend: Backend = "bptt") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, input_size)
         self.rnn_model = SRN(input_size, hidden_size, backend)
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.rnn_model(self.embedding(inputs)))
+        # The embedding lookup as index_select: the same rows, but its backward (an index_add) takes half the
+        # time of nn.Embedding's on a CPU at E1's sizes, a few percent of a whole step.
+        embedded = self.embedding.weight.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
+        return self.classifier(self.rnn_model(embedded))
 
 
 @MODELS.register("srn")
 def srn(spec: DataSpec, *, input_size: PositiveInt = 32, hidden_size: PositiveInt = 32,
-        backend: Backend = "loop") -> nn.Module:
-    """`backend: fused` runs the recurrence in torch's RNN kernel: same parameters, same gradients, faster."""
+        backend: Backend = "bptt") -> nn.Module:
+    """`backend` picks how the recurrence is computed and differentiated: same parameters, same gradients.
+
+    bptt (default): the hand-written backpropagation through time, fastest on a CPU; loop: the book's
+    step-by-step loop, differentiated by autograd; fused: torch's RNN kernel (cuDNN on a GPU).
+    """
     if spec.vocab_size is None or spec.task != "classification":
         raise ConfigError("", "model.name", "model 'srn' needs token sequences with class labels (dataset digit_sum)")
     return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim, backend)
