@@ -5,9 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gradexp.plotting import short_parameter_name
+
 
 def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def _share(fraction: float) -> str:
+    """A whole percentage that never rounds a few clipped steps down to 0%, nor a few unclipped ones up to 100%."""
+    if 0 < fraction < 0.005:
+        return "<1%"
+    if 0.995 <= fraction < 1:
+        return ">99%"
+    return f"{fraction:.0%}"
 
 
 def describe_summary(run_dir: Path, summary: dict[str, Any]) -> str:
@@ -26,10 +37,14 @@ def describe_summary(run_dir: Path, summary: dict[str, Any]) -> str:
     lines.append(f"test {metric}: {_number(test.get(metric)) if test else 'n/a'} ({summary['test_model']} model)")
     maxima = summary.get("max_grad_norm") or {}
     if maxima:
-        shown = ", ".join(f"{name.split('.')[-1] if name != 'total' else name} {_number(value)}"
-                          for name, value in maxima.items() if name in summary["plot_parameters"] or name == "total")
+        shown_parameters = summary["plot_parameters"]
+        # Short names only where they stay unique: W, U, b for the SRN, but layers.0.weight, layers.1.weight
+        # for an MLP, whose weights all end in `weight`.
+        shown = ", ".join(f"{short_parameter_name(name, shown_parameters) if name != 'total' else name} "
+                          f"{_number(value)}"
+                          for name, value in maxima.items() if name in shown_parameters or name == "total")
         lines.append(f"max grad norm: {shown}")
     if summary.get("clip_fraction") is not None:
-        lines.append(f"clipped in {summary['clip_fraction']:.0%} of steps")
+        lines.append(f"clipped in {_share(summary['clip_fraction'])} of steps")
     lines.append(f"run folder: {run_dir}")
     return "\n".join(lines)

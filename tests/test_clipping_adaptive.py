@@ -16,6 +16,7 @@ from gradexp.clipping import CLIP_MODES, autoclip
 from gradexp.config.loading import load_config
 from gradexp.errors import ConfigError
 from gradexp.runner import run
+from tests.conftest import CONFIGS
 
 
 def by_checkpoint(state: dict) -> dict:
@@ -325,3 +326,37 @@ def test_runner_logs_zclip_thresholds(write_config, tmp_path: Path) -> None:
 def test_runner_runs_agc_with_the_srn_layout(write_config, tmp_path: Path) -> None:
     metrics = run_metrics(write_config, tmp_path, {"mode": "agc", "threshold": 0.01})
     assert (metrics["clip_threshold"] == 0.01).all() and metrics["clipped"].any()
+
+
+# The shipped adaptive configs ----------------------------------------------------------------------------
+
+ADAPTIVE_CONFIGS = {f"{model}_{mode}": f"{model}_explode" for model in ("srn", "mlp_regression")
+                    for mode in ("agc", "autoclip", "zclip")}
+
+
+@pytest.mark.parametrize("name, explosion", ADAPTIVE_CONFIGS.items())
+def test_adaptive_config_is_its_explosion_run_with_another_clip(name: str, explosion: str) -> None:
+    adaptive, exploding = load_config(CONFIGS / f"{name}.yaml").to_dict(), load_config(
+        CONFIGS / f"{explosion}.yaml").to_dict()
+    assert adaptive["clip"]["mode"] == name.rsplit("_", 1)[1]
+    # Only the clip differs, so a compare of the two isolates what the adaptive mode does.
+    assert {section: body for section, body in adaptive.items() if section != "clip"} == \
+        {section: body for section, body in exploding.items() if section != "clip"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ADAPTIVE_CONFIGS)
+def test_adaptive_config_completes_on_the_explosion_settings(name: str, tmp_path: Path) -> None:
+    config = load_config(CONFIGS / f"{name}.yaml")
+    result = run(config, tmp_path / "runs")
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert result.summary["status"] == "completed" and not result.summary["diverged"]
+    assert np.isfinite(metrics["loss"]).all() and np.isfinite(metrics["grad_norm/total"]).all()
+    assert metrics["clipped"].any()
+    thresholds = metrics["clip_threshold"]
+    if config.clip.name == "zclip":
+        # No threshold while the warm-up gathers its statistics, one at every step after.
+        warmup = config.clip.params["warmup_steps"]
+        assert thresholds[:warmup].isna().all() and np.isfinite(thresholds[warmup:]).all()
+    else:
+        assert np.isfinite(thresholds).all()
