@@ -53,7 +53,8 @@ def train_like_the_article(config: ExperimentConfig, device: torch.device) -> Lo
     train_config = config.train
     dataset = DATASETS.get(config.data.name)(train_config.seed, **config.data.params)
     torch.manual_seed(train_config.seed)
-    model = MODELS.get(config.model.name)(dataset.spec, **config.model.params).to(device)
+    # The book's SRN computes the recurrence step by step and lets autograd differentiate it: the loop backend.
+    model = MODELS.get(config.model.name)(dataset.spec, **{**config.model.params, "backend": "loop"}).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.optimizer.params["lr"])
     loss_fn = nn.CrossEntropyLoss(reduction=config.loss.params["reduction"])
     train_loader = DataLoader(TensorDataset(dataset.train.inputs, dataset.train.targets),

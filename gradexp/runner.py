@@ -95,45 +95,55 @@ def metric_columns(parameter_names: list[str]) -> list[str]:
 
 
 def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of every gradient tensor and of all of them together, as one device vector (k + 1,).
+    """L2 norm of every gradient tensor, as one device vector (k,); the norm of all of them comes at flush.
 
     Accumulated in float64 so a norm clipped to c is recorded as c, not c plus float32 rounding.
     """
-    norms = torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float64))
-    return torch.cat([norms, torch.linalg.vector_norm(norms).reshape(1)])
+    return torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float64))
 
 
 @dataclass
 class StepRecorder:
-    """Buffers each step's values on the device; `flush` writes them and checks them for divergence."""
+    """Keeps each step's values on the device; `flush` writes them and checks them for divergence.
+
+    A step only appends its tensors to lists: no device work, no host sync. `flush` stacks them in a
+    few operations, adds the total norms, and copies the block to the host once.
+    """
 
     log: CsvLog
     parameter_names: list[str]
     # With norms not recorded, only the loss is watched for divergence.
     norms_recorded: bool = True
-    _device_rows: list[torch.Tensor] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
+    _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
     _blocks: list[np.ndarray] = field(default_factory=list)
 
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
                after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor) -> None:
+        """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip."""
         self._host_columns.append((step, epoch, lr))
-        self._device_rows.append(torch.cat([
-            loss.detach().double().reshape(1), before, after,
-            threshold.double().reshape(1), clipped.double().reshape(1),
-        ]))
+        for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
+            column.append(value)
 
     @property
     def pending(self) -> int:
-        return len(self._device_rows)
+        return len(self._host_columns)
 
     def flush(self) -> Optional[Divergence]:
         """Write the buffered rows (one device-to-host copy); stop at the first non-finite one."""
-        if not self._device_rows:
+        if not self._host_columns:
             return None
-        block = torch.stack(self._device_rows).cpu().numpy()
+        losses, before, after, thresholds, clipped = (torch.stack(column) for column in self._device_columns)
+        block = torch.cat([
+            losses.double()[:, None],
+            before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
+            after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
+            thresholds.double()[:, None], clipped.double()[:, None],
+        ], dim=1).cpu().numpy()
         host = self._host_columns
-        self._device_rows, self._host_columns = [], []
+        self._host_columns = []
+        for column in self._device_columns:
+            column.clear()
         # the loss and every pre-clip norm
         watched = block[:, : 2 + len(self.parameter_names)] if self.norms_recorded else block[:, :1]
         bad_rows = np.flatnonzero(~np.isfinite(watched).all(axis=1))
@@ -435,7 +445,7 @@ class Training:
             self.experiment.schedule.epoch_ended()
 
     def _unrecorded_norms(self, count: int):
-        placeholder = torch.full((count + 1,), math.nan, dtype=torch.float64, device=self.experiment.device)
+        placeholder = torch.full((count,), math.nan, dtype=torch.float64, device=self.experiment.device)
         return lambda grads: placeholder
 
     def _epoch_split(self) -> Split:

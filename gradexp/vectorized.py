@@ -159,13 +159,12 @@ class Batch:
                 self.finish(member)
 
     def norms(self, members: list[Member]) -> torch.Tensor:
-        """(points, k + 1): every gradient's L2 norm and their joint norm per point, as runner.gradient_norms."""
+        """(points, k): every gradient's L2 norm per point, as runner.gradient_norms gives them."""
         count = len(self.parameter_names)
         norms = torch.stack(torch._foreach_norm([g for m in members for g in m.grads], 2.0, dtype=torch.float64))
         norms = norms.reshape(len(members), count)
-        table = torch.cat([norms, torch.linalg.vector_norm(norms, dim=1, keepdim=True)], dim=1)
-        recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=table.device)
-        return torch.where(recorded[:, None], table, math.nan)
+        recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=norms.device)
+        return torch.where(recorded[:, None], norms, math.nan)
 
     def finish(self, member: Member) -> None:
         """What runner.Training.train does once its loop returns: last rows, test evaluation, plots, summary."""

@@ -95,7 +95,8 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 
 
 def parse_override(text: str, source: str) -> tuple[str, str, Any]:
-    """Split one `section.key=value`; the value is read as YAML (so 0.1 is a number, none/null is null)."""
+    """Split one `section.key=value`; the value is read as YAML (so 0.1 is a number, none/null is null,
+    but clip.mode=none names the clip mode `none`)."""
     name, separator, value_text = text.partition("=")
     name = name.strip()
     if not separator or "." not in name or not all(name.split(".")) or name.count(".") != 1:
@@ -105,6 +106,8 @@ def parse_override(text: str, source: str) -> tuple[str, str, Any]:
         value = yaml.safe_load(value_text) if value_text.strip() else ""
     except (yaml.YAMLError, *YAML_VALUE_FAILURES):
         value = value_text
+    # `none` clears an optional value (plot.steps=none), except where the key names a component:
+    # there it is the registered `none` (clip.mode=none, schedule.name=none), which null would leave "missing".
     if isinstance(value, str) and value.strip().lower() == "none":
         value = None
     return section, key, value

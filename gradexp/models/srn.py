@@ -63,6 +63,40 @@ def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: 
     return last[0]
 
 
+def tanh_states(projected: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """h_t = tanh(projected_t + h_{t-1} U) from h_0 = 0; projected (time, batch, hidden) -> (h_T, all states).
+
+    Time-major, so each step's slice, and the states before each step, are contiguous blocks.
+    """
+    hidden = projected.new_zeros(projected.shape[1], U.shape[1])
+    states = []
+    for projected_t in projected.unbind(0):
+        hidden = torch.tanh(torch.addmm(projected_t, hidden, U))
+        states.append(hidden)
+    return hidden, torch.stack(states)
+
+
+def backpropagate_through_time(grad_last: torch.Tensor, states: torch.Tensor, U: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """δ_t = ∂L/∂(pre-activation at t) for every t, from ∂L/∂h_T; and ∂L/∂U = Σ_{t≥2} h_{t−1}ᵀ δ_t.
+
+    states and the returned deltas are (time, batch, hidden).
+    """
+    slopes = 1 - states * states  # tanh' at every step
+    U_transposed = U.t()
+    deltas = []
+    delta_into_state = grad_last
+    for t in range(states.shape[0] - 1, -1, -1):
+        delta = delta_into_state * slopes[t]
+        deltas.append(delta)
+        if t:
+            delta_into_state = torch.mm(delta, U_transposed)
+    delta = torch.stack(deltas[::-1])
+    # h_0 = 0 adds nothing to ∂L/∂U
+    grad_U = torch.mm(states[:-1].flatten(0, 1).t(), delta[1:].flatten(0, 1))
+    return delta, grad_U
+
+
 class BackpropagationThroughTime(torch.autograd.Function):
     """h_t = tanh(x_t W + h_{t-1} U + b) with its backward written out (BPTT, NNDL section 6.2.1).
 
@@ -71,9 +105,9 @@ class BackpropagationThroughTime(torch.autograd.Function):
         δ_T = ∂L/∂h_T ⊙ (1 − h_T²),    δ_{t−1} = (δ_t Uᵀ) ⊙ (1 − h_{t−1}²)
         ∂L/∂W = Σ_t x_tᵀ δ_t,    ∂L/∂U = Σ_{t≥2} h_{t−1}ᵀ δ_t,    ∂L/∂b = Σ_t 1ᵀ δ_t,    ∂L/∂x_t = δ_t Wᵀ
 
-    Only the δ recursion runs step by step; the sums are three matrix products over all steps at
-    once. Autograd records one node for the whole sequence instead of a handful per step, which is
-    most of the loop backend's cost at E1's sizes. Written in plain tensor ops without `out=` or
+    Only the two recursions run step by step; the sums are matrix products over all steps at once.
+    Autograd records one node for the whole sequence instead of a handful per step, which is most
+    of the loop backend's cost at E1's sizes. Written in plain tensor ops without `out=` or
     in-place writes, so torch.func.vmap batches it (generate_vmap_rule) for vectorized sweeps.
     """
 
@@ -82,15 +116,10 @@ class BackpropagationThroughTime(torch.autograd.Function):
     @staticmethod
     def forward(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, length, _ = inputs.shape
-        # x_t W + b for every step in one product: (batch, time, hidden)
-        projected = torch.addmm(b, inputs.reshape(batch * length, -1), W).view(batch, length, -1)
-        hidden = projected.new_zeros(batch, W.shape[1])
-        states = []
-        for t in range(length):
-            hidden = torch.tanh(torch.addmm(projected[:, t], hidden, U))
-            states.append(hidden)
-        return hidden, torch.stack(states, 1)
+        steps = inputs.transpose(0, 1)  # (time, batch, input)
+        # x_t W + b for every step in one product
+        projected = torch.addmm(b, steps.flatten(0, 1), W).view(*steps.shape[:2], -1)
+        return tanh_states(projected, U)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -103,24 +132,55 @@ class BackpropagationThroughTime(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_last: torch.Tensor, _: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
         sequence, W, U, states = ctx.saved_tensors
-        batch, length, hidden_size = states.shape
-        slopes = 1 - states * states  # tanh' at every step
-        U_transposed = U.t()
-        deltas = []
-        delta_into_state = grad_last
-        for t in range(length - 1, -1, -1):
-            delta = delta_into_state * slopes[:, t]
-            deltas.append(delta)
-            if t:
-                delta_into_state = torch.mm(delta, U_transposed)
-        delta = torch.stack(deltas[::-1], 1)  # (batch, time, hidden), as the states
-        flat_delta = delta.reshape(batch * length, hidden_size)
-        grad_W = torch.mm(sequence.reshape(batch * length, -1).t(), flat_delta)
-        # h_0 = 0 adds nothing to ∂L/∂U
-        grad_U = torch.mm(states[:, :-1].reshape(-1, hidden_size).t(), delta[:, 1:].reshape(-1, hidden_size))
+        delta, grad_U = backpropagate_through_time(grad_last, states, U)
+        flat_delta = delta.flatten(0, 1)
+        grad_W = torch.mm(sequence.transpose(0, 1).flatten(0, 1).t(), flat_delta)
         grad_b = flat_delta.sum(0, keepdim=True)
-        grad_inputs = torch.mm(flat_delta, W.t()).view(sequence.shape) if ctx.needs_input_grad[0] else None
+        grad_inputs = None
+        if ctx.needs_input_grad[0]:
+            grad_inputs = torch.mm(flat_delta, W.t()).view(*delta.shape[:2], -1).transpose(0, 1)
         return grad_inputs, grad_W, grad_U, grad_b
+
+
+class EmbeddedBackpropagationThroughTime(torch.autograd.Function):
+    """The same, with the inputs the embedding rows of tokens: x_t = E[d_t].
+
+    Then x_t W + b = (E W + b)[d_t], so the input projection is one row lookup in a (vocabulary x
+    hidden) table instead of a product over every step, and with S[v] = Σ_{t, batch: d_t = v} δ_t
+    (the deltas summed per token):
+
+        ∂L/∂W = Eᵀ S,    ∂L/∂E = S Wᵀ,    ∂L/∂b = Σ_v S[v]
+
+    For E1's ten digits that removes the three largest products of a step.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(tokens: torch.Tensor, E: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        table = torch.addmm(b, E, W)
+        steps = tokens.t()  # (time, batch)
+        projected = table.index_select(0, steps.flatten()).view(*steps.shape, -1)
+        return tanh_states(projected, U)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        tokens, E, W, U, _ = inputs
+        _, states = output
+        ctx.mark_non_differentiable(states)
+        ctx.save_for_backward(tokens, E, W, U, states)
+
+    @staticmethod
+    def backward(ctx: Any, grad_last: torch.Tensor, _: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
+        tokens, E, W, U, states = ctx.saved_tensors
+        delta, grad_U = backpropagate_through_time(grad_last, states, U)
+        per_token = delta.new_zeros(E.shape[0], delta.shape[-1]).index_add(0, tokens.t().flatten(),
+                                                                          delta.flatten(0, 1))
+        grad_W = torch.mm(E.t(), per_token)
+        grad_E = torch.mm(per_token, W.t())
+        grad_b = per_token.sum(0, keepdim=True)
+        return None, grad_E, grad_W, grad_U, grad_b
 
 
 def bptt_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -133,6 +193,21 @@ RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {
     "bptt": bptt_recurrence, "loop": loop_recurrence, "fused": fused_recurrence}
 
 
+def embed(tokens: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+    """The rows of E for the tokens (batch, time) -> (batch, time, input), as nn.Embedding looks them up."""
+    # index_select, not nn.functional.embedding: the same rows, but its backward (an index_add) takes half the
+    # time on a CPU at E1's sizes.
+    return E.index_select(0, tokens.reshape(-1)).view(*tokens.shape, -1)
+
+
+def token_recurrence(backend: str) -> Callable[..., torch.Tensor]:
+    """(tokens, E, W, U, b) -> h_T: the recurrence over the embedded tokens, as `backend` computes it."""
+    if backend == "bptt":
+        return lambda tokens, E, W, U, b: EmbeddedBackpropagationThroughTime.apply(tokens, E, W, U, b)[0]
+    recurrence = RECURRENCES[backend]
+    return lambda tokens, E, W, U, b: recurrence(embed(tokens, E), W, U, b)
+
+
 class SRN(nn.Module):
     # W and U are (in x hidden): one hidden unit's weights are a column (AGC's unit-wise norm needs this).
     output_axes = {"W": 1, "U": 1}
@@ -141,6 +216,7 @@ class SRN(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.recurrence = RECURRENCES[backend]
+        self.token_recurrence = token_recurrence(backend)
         self.W = nn.Parameter(torch.empty(input_size, hidden_size))
         self.U = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.b = nn.Parameter(torch.empty(1, hidden_size))
@@ -150,6 +226,10 @@ class SRN(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """inputs: (batch, time, input_size) -> last hidden state (batch, hidden_size)."""
         return self.recurrence(inputs, self.W, self.U, self.b)
+
+    def over_tokens(self, tokens: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The same for inputs that are rows of `embedding` (vocabulary x input_size): tokens (batch, time)."""
+        return self.token_recurrence(tokens, embedding, self.W, self.U, self.b)
 
 
 class SequenceClassifier(nn.Module):
@@ -165,10 +245,7 @@ class SequenceClassifier(nn.Module):
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        # The embedding lookup as index_select: the same rows, but its backward (an index_add) takes half the
-        # time of nn.Embedding's on a CPU at E1's sizes, a few percent of a whole step.
-        embedded = self.embedding.weight.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)
-        return self.classifier(self.rnn_model(embedded))
+        return self.classifier(self.rnn_model.over_tokens(inputs, self.embedding.weight))
 
 
 @MODELS.register("srn")
