@@ -18,7 +18,7 @@ from gradexp.config.loading import load_config
 from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
 from gradexp.models import MODELS
-from gradexp.models.srn import RECURRENCES, loop_recurrence
+from gradexp.models.srn import RECURRENCES, loop_recurrence, token_recurrence
 from gradexp.runner import run
 
 SPEC = DataSpec(task="classification", input_shape=(9,), output_dim=19, vocab_size=10)
@@ -87,6 +87,18 @@ def test_gradients_match_finite_differences(backend: str, length: int) -> None:
     arguments = tuple(torch.randn(*shape, dtype=torch.float64, requires_grad=True)
                       for shape in ((2, length, 3), (3, 4), (4, 4), (1, 4)))
     assert torch.autograd.gradcheck(RECURRENCES[backend], arguments, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", RECURRENCES)
+@pytest.mark.parametrize("length", [1, 2, 5])
+def test_token_recurrences_match_finite_differences(backend: str, length: int) -> None:
+    """Over tokens the embedding table E is differentiated too; bptt folds it into the input projection."""
+    torch.manual_seed(6)
+    tokens = torch.randint(0, 4, (3, length))
+    arguments = tuple(torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+                      for shape in ((4, 3), (3, 5), (5, 5), (1, 5)))
+    recurrence = token_recurrence(backend)
+    assert torch.autograd.gradcheck(lambda *tensors: recurrence(tokens, *tensors), arguments, eps=1e-6, atol=1e-7)
 
 
 def test_bptt_skips_the_input_gradient_when_nothing_needs_it() -> None:
