@@ -139,9 +139,11 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
             print(f"{backend:>5} backend, {clock:>4}: b/a = {verdict(speeds[b] / speeds['a  article loop'], 1.5)}, "
                   f"b/c = {verdict(speeds[b] / speeds[c], 0.95)}")
     reference = norms["a  article loop"]
-    same = all(np.allclose(norms[f"b  gradexp, {backend}"][column].to_numpy()[:5], reference[column].to_numpy()[:5],
-                           rtol=1e-3) for backend in BACKENDS for column in reference.columns)
-    print(f"a and b record the same gradient norms over the first 5 steps (rtol 1e-3): {'yes' if same else 'NO'}")
+    # Only until the explosion: from step 3 on, lr 0.2 on a summed loss multiplies float32 rounding (which
+    # differs between backends that add the same terms in another order) about a hundredfold a step.
+    same = all(np.allclose(norms[f"b  gradexp, {backend}"][column].to_numpy()[:3], reference[column].to_numpy()[:3],
+                           rtol=1e-4) for backend in BACKENDS for column in reference.columns)
+    print(f"a and b record the same gradient norms over the first 3 steps (rtol 1e-4): {'yes' if same else 'NO'}")
 
 
 # --- 2. scaling ------------------------------------------------------------------------------------

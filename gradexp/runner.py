@@ -24,6 +24,7 @@ import platform
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
@@ -217,6 +218,17 @@ def batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Gener
         yield Split(split.inputs[index], split.targets[index])
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Torch uses `threads` CPU threads inside the block (train.threads), and its previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def steps_per_epoch(train_size: int, batch_size: int) -> int:
     return math.ceil(train_size / batch_size)
 
@@ -312,7 +324,7 @@ class Training:
         train_config = self.config.train
         total_steps = train_config.epochs * steps_per_epoch(len(self.train_split), train_config.batch_size)
         self.reporter.run_started(self.run_dir, total_steps - self.step)
-        with self.stop_requests:
+        with self.stop_requests, torch_threads(train_config.threads):
             if self.step == 0:
                 self._save_resume_point()
             self._train_steps(total_steps)

@@ -40,7 +40,7 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.recording import create_run_folder, write_yaml
-from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch
+from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point
 from gradexp.sweep.grid import SweepPoint
 
@@ -68,7 +68,7 @@ def batch_key(experiment: Experiment) -> tuple:
     splits = [split for split in (dataset.train, dataset.dev, dataset.test) if split is not None]
     return (
         repr(config.to_dict()["model"]), repr(config.to_dict()["loss"]),
-        config.train.batch_size, config.train.epochs, config.train.dtype, config.train.device,
+        config.train.batch_size, config.train.epochs, config.train.dtype, config.train.device, config.train.threads,
         tuple((name, tuple(p.shape)) for name, p in experiment.model.named_parameters()),
         tuple((name, tuple(b.shape), b.dtype) for name, b in experiment.model.named_buffers()),
         tuple((len(split), tuple(split.inputs.shape[1:]), split.inputs.dtype) for split in splits),
@@ -101,7 +101,7 @@ class Batch:
         total_steps = train_config.epochs * steps_per_epoch(len(self.members[0].training.train_split),
                                                            train_config.batch_size)
         started = time.perf_counter()
-        with StopRequests() as stop:
+        with StopRequests() as stop, torch_threads(train_config.threads):
             for member in self.members:
                 member.training.started = started
                 member.training.reporter.run_started(member.training.run_dir, total_steps)

@@ -173,3 +173,19 @@ def test_srn_clip_global_bounds_the_l1_total(tmp_path: Path) -> None:
     # the recorded total is an L2 norm, which never exceeds the L1 norm that was clipped to 6
     assert (metrics["clipped_norm/total"] <= 6.0 + 1e-5).all()
     assert result.summary["status"] == "completed"
+
+
+def test_metrics_do_not_depend_on_the_callers_thread_count(write_config, tmp_path: Path) -> None:
+    """The run trains with train.threads whatever torch's count was: E1's sizes put a 10-row product in every
+    step (the folded embedding table), which MKL splits differently with one thread and with two."""
+    config = load_config(write_config(model={"input_size": 32, "hidden_size": 32}))
+    previous = torch.get_num_threads()
+    written = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            written.append((run(config, tmp_path / str(threads)).run_dir / "metrics.csv").read_bytes())
+            assert torch.get_num_threads() == threads  # put back afterwards
+    finally:
+        torch.set_num_threads(previous)
+    assert written[0] == written[1]

@@ -30,6 +30,10 @@ class TrainConfig:
     # Which model the test split is evaluated on: the best dev checkpoint, or the final weights (Keras reports the final one).
     keep: Literal["best", "last"] = "best"
     dtype: Literal["float32", "float64"] = "float32"
+    # Torch's CPU threads while training. Part of the experiment: MKL splits some products (a batch of 5 to 11
+    # rows, say) differently by thread count, so only the same count gives byte-identical metrics.csv. One
+    # thread is also the fastest for E1's small matrices.
+    threads: Annotated[int, Range(ge=1, le=1024)] = 1
     # Stop once the dev metric has not improved for this many evaluations, keeping the best model; null never stops.
     patience: Optional[PositiveInt] = None
     # Record every parameter's gradient norm each step; off only to measure what recording costs.
