@@ -12,18 +12,23 @@ its temporary folder (an OSError outside the run: Ray's retry_exceptions). A poi
 inside its run fails at once, as it does locally: the same config would crash again. A point
 that still fails is recorded as failed with Ray's error, and the others go on.
 
-Stopping. SIGINT (Ctrl-C) or SIGTERM to the driver cancels every outstanding task (ray.cancel):
-a task not started yet is not run; a training one receives the interrupt as `gradexp run` does,
-stops after its step and comes back as an interrupted run (resumable with `gradexp run
---resume`); one interrupted before its training began is not run. Finished runs are already
-complete under the sweep folder.
+Stopping. SIGINT (Ctrl-C) or SIGTERM to the driver raises a stop flag (a small Ray actor every task
+asks before it trains), then cancels every outstanding task (ray.cancel): a task not started yet
+is not run; a training one receives the interrupt as `gradexp run` does, stops after its step and
+comes back as an interrupted run (resumable with `gradexp run --resume`); one interrupted before
+its training began is not run. The flag covers what ray.cancel misses: a task already handed to a
+worker that is still starting (every point gets a fresh worker), whose cancel that worker drops
+when it ignores SIGINT (see train_and_pack), would otherwise train to the end. Finished runs are
+already complete under the sweep folder.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,8 +136,34 @@ class PackedRun:
     error: Optional[str]
 
 
-def train_and_pack(config: ExperimentConfig, threads: int) -> PackedRun:
-    """The Ray task: train one point in a temporary folder on this worker and return the run folder's files."""
+class StopFlag:
+    """Raised once by the driver when the sweep is asked to stop; tasks read it before they train (a Ray actor)."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def raise_flag(self) -> None:
+        self.raised = True
+
+    def is_raised(self) -> bool:
+        return self.raised
+
+
+def train_and_pack(config: ExperimentConfig, threads: int, stop_flag: Any = None) -> PackedRun:
+    """The Ray task: train one point in a temporary folder on this worker and return the run folder's files.
+
+    `stop_flag` (a StopFlag actor): when the driver has raised it, the point is not run.
+    """
+    # A cancel reaches a task as SIGINT. A worker of a Ray instance started by a driver that ignores SIGINT
+    # (a background job of a shell: `gradexp sweep ... &`) inherits the ignoring, and would drop a cancel
+    # that comes before the runner installs its handler; Python's own handler makes it a KeyboardInterrupt.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if stop_flag is not None:
+        import ray
+
+        if ray.get(stop_flag.is_raised.remote()):
+            return PackedRun(NOT_RUN, None, {}, None)
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch:
         status, run_dir, error = train_point(config, Path(scratch))
@@ -191,25 +222,32 @@ class RayBackend:
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.retries,
             retry_exceptions=[OSError])
         outcomes: dict[int, PointOutcome] = {}
-        with StopRequests() as stop:
-            pending = {task.remote(config, self.cpus_per_run): point for point, config in points}
-            cancelled = False
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
-                for reference in done:
-                    point = pending.pop(reference)
-                    outcome = self._collect(ray, reference, point, sweep_dir)
-                    if outcome is not None:
-                        outcomes[point.index] = outcome
-                        finished(outcome)
-                if stop.received is not None and not cancelled:
-                    for reference in pending:
-                        ray.cancel(reference)
-                    cancelled = True
+        # No CPU of its own: the flag must not take a slot a point could train in.
+        stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
+        try:
+            with StopRequests() as stop:
+                pending = {task.remote(config, self.cpus_per_run, stop_flag): point for point, config in points}
+                cancelled = False
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+                    for reference in done:
+                        point = pending.pop(reference)
+                        outcome = self._collect(ray, reference, point, sweep_dir)
+                        if outcome is not None:
+                            outcomes[point.index] = outcome
+                            finished(outcome)
+                    if stop.received is not None and not cancelled:
+                        # The flag first (and waited for): a task that starts after the cancels below still sees it.
+                        ray.get(stop_flag.raise_flag.remote())
+                        for reference in pending:
+                            ray.cancel(reference)
+                        cancelled = True
+        finally:
+            ray.kill(stop_flag)
         return [outcomes.get(point.index, PointOutcome(point, NOT_RUN)) for point, _ in points]
 
     def _collect(self, ray: ModuleType, reference: Any, point: SweepPoint, sweep_dir: Path) -> Optional[PointOutcome]:
-        """The outcome of a finished task; None for a task cancelled before it ran."""
+        """The outcome of a finished task; None for a task cancelled before it ran (or that found the stop flag)."""
         try:
             packed = ray.get(reference)
         except ray.exceptions.TaskCancelledError:
@@ -219,4 +257,6 @@ class RayBackend:
         except ray.exceptions.RayError as failure:  # the worker or its node died, every retry included
             return PointOutcome(point, FAILED, error=f"{type(failure).__name__} after {self.retries} retries: "
                                                      f"{first_line(str(failure))}")
+        if packed.status == NOT_RUN:
+            return None
         return PointOutcome(point, packed.status, unpack(packed, sweep_dir), packed.error)

@@ -58,6 +58,12 @@ def test_none_override_clears_an_optional_value(write_config) -> None:
     assert config.plot.steps is None
 
 
+def test_none_override_of_a_component_name_picks_the_none_component(write_config) -> None:
+    # `--set clip.mode=none` is the --help example: `none` is a registered name there, not null.
+    config = load_config(write_config(schedule={"name": "exponential"}), ["clip.mode=none", "schedule.name=none"])
+    assert config.clip.name == "none" and config.schedule.name == "none"
+
+
 BAD_CONFIGS = [
     ({"optimizer": {"lr": "fast"}}, "optimizer.lr", "expected a number, got 'fast'"),
     ({"optimizer": {"lr": 0}}, "optimizer.lr", "expected a value > 0"),

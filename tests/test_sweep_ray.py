@@ -28,10 +28,12 @@ from click.testing import CliRunner
 from gradexp.cli import main
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.table import table_csv
+from gradexp.config.loading import load_config
 from gradexp.resume import RESUME_POINT
 from gradexp.sweep import plan_sweep, run_sweep
-from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
-from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, dashboard_link, ray_session
+from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN, torch_threads
+from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, StopFlag, dashboard_link, ray_session, train_and_pack
+from tests.conftest import CONFIGS
 
 # Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
 CLOCK_COLUMNS = ("run", "path", "seconds")
@@ -125,7 +127,10 @@ def training_rows(pattern: str) -> int:
 
 
 def kill_worker_once(point_name: str) -> tuple[threading.Thread, dict]:
-    """Start a thread that SIGKILLs the Ray worker training `point_name` once its metrics.csv holds rows."""
+    """Start a thread that SIGKILLs the Ray worker training `point_name` once its metrics.csv holds rows.
+
+    The runs it watches train 1,000 steps (a second or two), so the kill lands while the run still trains.
+    """
     pattern = f"{SCRATCH_PREFIX}*/{point_name}-*/metrics.csv"
     killed: dict = {}
 
@@ -148,7 +153,7 @@ def kill_worker_once(point_name: str) -> tuple[threading.Thread, dict]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's open files in /proc")
 def test_a_worker_killed_mid_run_is_retried_and_its_run_is_whole(ray_cluster, write_config,
                                                                   tmp_path: Path) -> None:
-    plan = plan_sweep(write_config(), ["train.epochs=30", "train.flush_every=2", "train.eval_every=1000"],
+    plan = plan_sweep(write_config(), ["train.epochs=200", "train.flush_every=2", "train.eval_every=1000"],
                       ["optimizer.lr=0.05"], seeds=1)
     watcher, killed = kill_worker_once("000-lr0.05-seed0")
     remote = run_sweep(plan, tmp_path / "ray", backend=RayBackend(retries=1))
@@ -164,7 +169,7 @@ def test_a_worker_killed_mid_run_is_retried_and_its_run_is_whole(ray_cluster, wr
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's open files in /proc")
 def test_a_point_whose_worker_dies_every_time_fails_and_the_others_finish(ray_cluster, write_config,
                                                                           tmp_path: Path) -> None:
-    plan = plan_sweep(write_config(), ["train.epochs=30", "train.flush_every=2", "train.eval_every=1000"],
+    plan = plan_sweep(write_config(), ["train.epochs=200", "train.flush_every=2", "train.eval_every=1000"],
                       ["optimizer.lr=0.05,0.1"], seeds=1)
     watcher, killed = kill_worker_once("001-lr0.1-seed0")
     remote = run_sweep(plan, tmp_path, backend=RayBackend(retries=0))
@@ -228,6 +233,28 @@ def test_a_stop_request_cancels_the_outstanding_points(ray_cluster, write_config
         f"{index:03d}" for index in {0} | stopped)
 
 
+def test_a_task_that_starts_after_the_stop_flag_is_raised_does_not_train(ray_cluster, write_config) -> None:
+    # What a cancel can miss (a task handed to a worker still starting) must still not train.
+    flag = ray_cluster.remote(num_cpus=0)(StopFlag).remote()
+    ray_cluster.get(flag.raise_flag.remote())
+    task = ray_cluster.remote(max_calls=1)(train_and_pack)
+    packed = ray_cluster.get(task.remote(load_config(write_config()), 1, flag))
+    assert (packed.status, packed.folder, packed.files) == (NOT_RUN, None, {})
+    ray_cluster.kill(flag)
+
+
+def test_a_task_hears_a_cancel_even_where_its_worker_ignores_sigint(write_config) -> None:
+    """A Ray instance started by a driver that ignores SIGINT (`gradexp sweep ... &`) hands the ignoring down to
+    its workers; a task takes SIGINT (how a cancel arrives) back, so a cancel before training is not dropped."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with torch_threads(None):  # puts back the thread count the task sets
+            train_and_pack(load_config(write_config(), ["train.epochs=1"]), 1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_cli_sweep_through_ray_counts_the_runs_and_prints_the_comparison(ray_cluster, write_config,
                                                                          tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.05,-1",
@@ -243,6 +270,16 @@ def test_cli_sweep_through_ray_counts_the_runs_and_prints_the_comparison(ray_clu
     assert len(list(tmp_path.glob("sweep-tiny-*/*/summary.json"))) == 1
     settings = yaml.safe_load(next(tmp_path.glob("sweep-tiny-*/sweep.yaml")).read_text())
     assert (settings["backend"], settings["cpus_per_run"], settings["retries"]) == ("ray", 1, 1)
+
+
+def test_cli_sweep_of_a_shipped_config_through_ray_is_the_local_sweep(ray_cluster, tmp_path: Path) -> None:
+    # E1's own shapes: torch splits their float32 sums among its threads, so the two backends agree only
+    # because each run trains with --cpus-per-run threads on both (here the default, 1).
+    arguments = ["sweep", str(CONFIGS / "srn_clip.yaml"), "--grid", "optimizer.lr=0.05,0.2", "--set", "train.epochs=1"]
+    for backend in ("local", "ray"):
+        result = CliRunner().invoke(main, [*arguments, "--backend", backend, "--out", str(tmp_path / backend)])
+        assert result.exit_code == 0, result.output
+    assert_same_runs(next(tmp_path.glob("local/sweep-*")), next(tmp_path.glob("ray/sweep-*")))
 
 
 @pytest.mark.parametrize("arguments,message", [

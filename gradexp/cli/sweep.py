@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from gradexp.sweep import PointOutcome, SweepPlan, SweepResult
     from gradexp.sweep_ray import RayBackend
 
-# Options that only mean something with --backend ray.
-RAY_OPTIONS = ("address", "cpus_per_run", "gpus_per_run", "retries")
+# Options that only mean something with --backend ray (--cpus-per-run also sizes the local --jobs workers).
+RAY_OPTIONS = ("address", "gpus_per_run", "retries")
 
 
 def describe_outcome(outcome, total: int) -> str:
@@ -61,7 +61,9 @@ def describe_outcome(outcome, total: int) -> str:
               help="With --backend ray: the Ray cluster (host:port, ray://host:port or auto). Default: the cluster "
                    "in RAY_ADDRESS or the one `ray start` runs on this machine, else a local Ray instance.")
 @click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --backend ray: CPUs Ray reserves for each run (its torch threads).")
+              help="CPUs for each run: what Ray reserves for it with --backend ray, and a --jobs worker's torch "
+                   "threads. The training itself uses the config's train.threads, so a run's numbers are the "
+                   "same on either backend and with any --jobs.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="With --backend ray: GPUs (or a fraction of one) Ray reserves for each run; the config's "
                    "train.device chooses cuda.")
@@ -104,7 +106,8 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
         result = run_on_ray(plan, out_dir, address, ray_backend)
     else:
         result = run_sweep(plan, out_dir, jobs, vectorize,
-                           finished=lambda outcome: click.echo(describe_outcome(outcome, total)))
+                           finished=lambda outcome: click.echo(describe_outcome(outcome, total)),
+                           threads=None if vectorize else cpus_per_run)
     click.echo(f"wrote {result.folder / 'sweep.csv'} and {result.folder / 'sweep.pdf'}")
     try:
         from gradexp.compare import build_table, format_table, gather_runs

@@ -108,7 +108,7 @@ def parse_override(text: str, source: str) -> tuple[str, str, Any]:
         value = value_text
     # `none` clears an optional value (plot.steps=none), except where the key names a component:
     # there it is the registered `none` (clip.mode=none, schedule.name=none), which null would leave "missing".
-    if isinstance(value, str) and value.strip().lower() == "none":
+    if isinstance(value, str) and value.strip().lower() == "none" and COMPONENT_SECTIONS.get(section) != key:
         value = None
     return section, key, value
 

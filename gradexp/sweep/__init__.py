@@ -115,10 +115,11 @@ def check_backend(backend: Optional[SweepBackend], jobs: int, vectorize: bool) -
 
 def run_sweep(plan: SweepPlan, out_dir: str | Path, jobs: int = 1, vectorize: bool = False,
               finished: Optional[Callable[[PointOutcome], None]] = None,
-              backend: Optional[SweepBackend] = None) -> SweepResult:
+              backend: Optional[SweepBackend] = None, threads: Optional[int] = None) -> SweepResult:
     """Train every valid point into a new `out_dir/sweep-<config>-<UTC>/` and write sweep.csv and sweep.pdf there.
 
-    The points train in this process (`jobs` at a time, or `vectorize`d), or through `backend`.
+    The points train in this process (`jobs` at a time with `threads` torch threads each, see
+    execution.run_points; or `vectorize`d), or through `backend`.
     """
     check_backend(backend, jobs, vectorize)
     finished = finished or (lambda outcome: None)
@@ -127,7 +128,8 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, jobs: int = 1, vectorize: bo
         "config": plan.source, "set": list(plan.overrides),
         "grid": {axis.key: list(axis.texts) for axis in plan.axes},
         "seeds": sorted({point.seed for point in plan.points}), "jobs": jobs, "vectorize": vectorize,
-        "metric": plan.metric, **(backend.settings if backend is not None else {"backend": "local"}),
+        "metric": plan.metric,
+        **(backend.settings if backend is not None else {"backend": "local", "cpus_per_run": threads}),
     })
     outcomes = {}
     for point, config in zip(plan.points, plan.configs):
@@ -141,7 +143,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, jobs: int = 1, vectorize: bo
 
         trained = run_points_vectorized(plan.runnable, folder, finished)
     else:
-        trained = run_points(plan.runnable, folder, jobs, finished)
+        trained = run_points(plan.runnable, folder, jobs, finished, threads)
     outcomes.update({outcome.point.index: outcome for outcome in trained})
     ordered = [outcomes[point.index] for point in plan.points]
     table = sweep_table(ordered, plan.axes)

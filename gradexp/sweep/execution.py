@@ -1,7 +1,7 @@
 """Training a sweep's points through the one run path (gradexp.runner.run), one at a time or several at once.
 
 With `jobs` > 1 every point trains in its own worker process (spawned, so CUDA works in them), each
-worker with cores / jobs torch threads so the workers do not fight over the cores. A point that
+worker with `threads` torch threads, or cores / jobs so the workers do not fight over the cores. A point that
 fails (a config its builders reject, a crash) is recorded as failed and the others go on.
 SIGINT/SIGTERM stop the sweep: no new point starts, and the points never started are recorded
 as not run. A running point stops at the end of its step, as `gradexp run` does (status
@@ -15,9 +15,10 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -76,9 +77,26 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+@contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """Train with `threads` torch threads inside the block (None: leave torch's setting), then put it back."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path, jobs: int,
-               finished: Callable[[PointOutcome], None]) -> list[PointOutcome]:
-    """Train every (point, config); `finished` hears of each outcome as it comes. Returns them in point order."""
+               finished: Callable[[PointOutcome], None], threads: Optional[int] = None) -> list[PointOutcome]:
+    """Train every (point, config); `finished` hears of each outcome as it comes. Returns them in point order.
+
+    `threads`: torch threads per point. On CPU the float32 sums inside a step are split among the
+    threads, so the same point trained with another thread count writes other last digits; a fixed
+    count makes a point's metrics.csv the same whatever `jobs` (and the same as a Ray task's with as many CPUs).
+    """
     outcomes: dict[int, PointOutcome] = {}
 
     def record(point: SweepPoint, status: str, run_dir: Optional[Path], error: Optional[str]) -> None:
@@ -87,24 +105,25 @@ def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir:
 
     with StopRequests() as stop:
         if jobs == 1:
-            for point, config in points:
-                if stop.received is not None:
-                    break
-                record(point, *train_point(config, sweep_dir))
-                if outcomes[point.index].status == INTERRUPTED:
-                    break
+            with torch_threads(threads):
+                for point, config in points:
+                    if stop.received is not None:
+                        break
+                    record(point, *train_point(config, sweep_dir))
+                    if outcomes[point.index].status == INTERRUPTED:
+                        break
         else:
-            _run_in_workers(points, sweep_dir, jobs, stop, record)
+            _run_in_workers(points, sweep_dir, jobs, stop, record, threads or threads_per_job(jobs))
     for point, _ in points:
         outcomes.setdefault(point.index, PointOutcome(point, NOT_RUN))
     return [outcomes[point.index] for point, _ in points]
 
 
 def _run_in_workers(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path, jobs: int,
-                    stop: StopRequests, record: Callable[..., None]) -> None:
+                    stop: StopRequests, record: Callable[..., None], threads: int) -> None:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                                initargs=(threads_per_job(jobs),)) as pool:
+                                                initargs=(threads,)) as pool:
         pending = {pool.submit(train_point, config, sweep_dir): point for point, config in points}
         while pending:
             done, _ = concurrent.futures.wait(pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED)
