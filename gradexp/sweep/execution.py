@@ -15,10 +15,9 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -77,18 +76,6 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-@contextmanager
-def torch_threads(threads: Optional[int]) -> Iterator[None]:
-    """Train with `threads` torch threads inside the block (None: leave torch's setting), then put it back."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path, jobs: int,
                finished: Callable[[PointOutcome], None], threads: Optional[int] = None) -> list[PointOutcome]:
     """Train every (point, config); `finished` hears of each outcome as it comes. Returns them in point order.
@@ -105,7 +92,9 @@ def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir:
 
     with StopRequests() as stop:
         if jobs == 1:
-            with torch_threads(threads):
+            from gradexp.runner import torch_threads
+
+            with torch_threads(threads or torch.get_num_threads()):
                 for point, config in points:
                     if stop.received is not None:
                         break
