@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -30,8 +31,9 @@ from gradexp.compare import build_table, gather_runs
 from gradexp.compare.table import table_csv
 from gradexp.config.loading import load_config
 from gradexp.resume import RESUME_POINT
+from gradexp.runner import torch_threads
 from gradexp.sweep import plan_sweep, run_sweep
-from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN, torch_threads
+from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
 from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, StopFlag, dashboard_link, ray_session, train_and_pack
 from tests.conftest import CONFIGS
 
@@ -248,7 +250,7 @@ def test_a_task_hears_a_cancel_even_where_its_worker_ignores_sigint(write_config
     its workers; a task takes SIGINT (how a cancel arrives) back, so a cancel before training is not dropped."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with torch_threads(None):  # puts back the thread count the task sets
+        with torch_threads(torch.get_num_threads()):  # puts back the thread count the task sets
             train_and_pack(load_config(write_config(), ["train.epochs=1"]), 1)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
