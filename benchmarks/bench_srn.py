@@ -197,10 +197,13 @@ def scaling(lengths: Sequence[int], hiddens: Sequence[int], epochs: int, device:
     memory_kind = "CUDA max allocated" if device.type == "cuda" else "peak RSS added"
     print(f"\n2. Scaling: gradexp with full recording, {epochs * 5} steps, batch 64, input size 32; "
           f"memory = {memory_kind} (MiB)")
-    print_table(["length", "hidden", "loop ms/step", "fused ms/step", "fused speed-up", "loop MiB", "fused MiB"],
-                [[length, hidden, results[length, hidden, "loop"][0], results[length, hidden, "fused"][0],
-                  results[length, hidden, "loop"][0] / results[length, hidden, "fused"][0],
-                  results[length, hidden, "loop"][1], results[length, hidden, "fused"][1]]
+    print_table(["length", "hidden", *(f"{backend} ms/step" for backend in BACKENDS),
+                 *(f"{backend} speed-up" for backend in BACKENDS if backend != "loop"),
+                 *(f"{backend} MiB" for backend in BACKENDS)],
+                [[length, hidden, *(results[length, hidden, backend][0] for backend in BACKENDS),
+                  *(results[length, hidden, "loop"][0] / results[length, hidden, backend][0]
+                    for backend in BACKENDS if backend != "loop"),
+                  *(results[length, hidden, backend][1] for backend in BACKENDS)]
                  for length, hidden in points])
 
 
