@@ -59,10 +59,21 @@ def json_ready(value: Any) -> Any:
 TEMPORARY_SUFFIX = ".tmp"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+CURRENT_UMASK = _read_umask()
+
+
 def _write_atomically(path: Path, write: Any, binary: bool = False) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        # mkstemp makes the file 0600; give it the permissions an ordinary open would (0666 less the umask).
+        os.chmod(temporary, 0o666 & ~CURRENT_UMASK)
         try:
             with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as file:
                 write(file)

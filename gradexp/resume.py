@@ -6,9 +6,10 @@ shuffle generator as it was when the current epoch began), the step, the epoch a
 batches are done, the best dev result so far with its weights and the early-stopping count, and
 the byte size of metrics.csv and eval.csv at that moment.
 
-The runner writes one after every flush of metrics.csv (rows first, then the resume point, each
-fsynced; the resume point to a temporary file renamed over the old one), so the rows on disk
-always reach the resume point's step. A resume cuts both CSV files back to the recorded sizes:
+The runner writes one at the first flush of metrics.csv at least `train.resume_point_seconds` after
+the previous one, and at every stop (rows first, then the resume point, each fsynced; the resume
+point to a temporary file renamed over the old one), so the rows on disk always reach the resume
+point's step. A resume cuts both CSV files back to the recorded sizes:
 rows written after the resume point, before a crash, are dropped and then written again, identically.
 """
 

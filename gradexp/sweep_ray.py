@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -86,6 +87,8 @@ def ray_session(address: Optional[str] = None) -> Iterator[RaySession]:
     if address is None and ray.is_initialized():
         yield RaySession(ray.get_runtime_context().gcs_address, None, started_here=False)
         return
+    if address is not None:
+        check_reachable(address)
     try:
         context, started_here = _connect(ray, address)
     except (ConnectionError, ValueError, RuntimeError) as failure:
@@ -100,6 +103,27 @@ def ray_session(address: Optional[str] = None) -> Iterator[RaySession]:
         yield RaySession(context.address_info["gcs_address"], dashboard_link(context.dashboard_url), started_here)
     finally:
         ray.shutdown()
+
+
+# How long a cluster's address may take to accept a TCP connection before it counts as unreachable.
+CONNECT_SECONDS = 10.0
+
+
+def check_reachable(address: str) -> None:
+    """Raise ConfigError unless something accepts a connection at `address` (host:port or ray://host:port).
+
+    ray.init does not give up on an address where nothing answers: it logs a warning every 40 s and
+    retries forever. A plain TCP connection answers at once. `auto` and `local` are Ray's to resolve.
+    """
+    host, separator, port = address.split("://", 1)[-1].rpartition(":")
+    if not separator or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as failure:
+        reason = failure.strerror or type(failure).__name__
+        raise ConfigError("--address", "", f"cannot connect to the Ray cluster at {address}: nothing "
+                                           f"answers there ({reason}); is `ray start --head` running?") from None
 
 
 def _connect(ray: ModuleType, address: Optional[str]) -> tuple[Any, bool]:

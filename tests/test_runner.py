@@ -189,3 +189,11 @@ def test_metrics_do_not_depend_on_the_callers_thread_count(write_config, tmp_pat
     finally:
         torch.set_num_threads(previous)
     assert written[0] == written[1]
+
+
+def test_run_files_get_the_permissions_of_an_ordinary_open(write_config, tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); summary.json and the rest must be as readable as metrics.csv."""
+    run_dir = run(load_config(write_config()), tmp_path / "runs").run_dir
+    expected = (run_dir / "metrics.csv").stat().st_mode & 0o777
+    for name in ("summary.json", "config.yaml", "best.pt", "grad_norms.pdf", "loss.pdf"):
+        assert (run_dir / name).stat().st_mode & 0o777 == expected, name

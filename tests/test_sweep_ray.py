@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,11 +31,13 @@ from gradexp.cli import main
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.table import table_csv
 from gradexp.config.loading import load_config
+from gradexp.errors import ConfigError
 from gradexp.resume import RESUME_POINT
 from gradexp.runner import torch_threads
 from gradexp.sweep import plan_sweep, run_sweep
 from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
-from gradexp.sweep_ray import SCRATCH_PREFIX, RayBackend, StopFlag, dashboard_link, ray_session, train_and_pack
+from gradexp.sweep_ray import (SCRATCH_PREFIX, RayBackend, StopFlag, check_reachable, dashboard_link, ray_session,
+                                 train_and_pack)
 from tests.conftest import CONFIGS
 
 # Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
@@ -313,6 +316,19 @@ def test_ray_is_imported_only_for_the_ray_backend() -> None:
     code = "import sys, gradexp.cli, gradexp.sweep; print('ray' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+def test_an_address_where_nothing_answers_is_a_one_line_error_at_once() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="nothing answers"):
+        check_reachable(f"ray://127.0.0.1:{port}")
+    assert time.monotonic() - started < 5  # ray.init would retry for ever
+    check_reachable("auto")  # Ray's own names are left to Ray
 
 
 @pytest.mark.parametrize("given,shown", [("", None), (None, None), ("127.0.0.1:8265", "http://127.0.0.1:8265"),
