@@ -39,6 +39,7 @@ from torch.func import functional_call, vmap
 from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
+from gradexp.memory import keep_freed_memory
 from gradexp.recording import create_run_folder, write_yaml
 from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point
@@ -101,6 +102,7 @@ class Batch:
         total_steps = train_config.epochs * steps_per_epoch(len(self.members[0].training.train_split),
                                                            train_config.batch_size)
         started = time.perf_counter()
+        keep_freed_memory()
         with StopRequests() as stop, torch_threads(train_config.threads):
             for member in self.members:
                 member.training.started = started

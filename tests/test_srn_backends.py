@@ -171,3 +171,23 @@ def test_every_backend_runs_under_vmap_with_the_loops_gradients(backend: str) ->
         expected = torch.func.grad(point_loss(loop))(params, digits[index])
         for name in params:
             torch.testing.assert_close(grads[name][index], expected[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_bptt_batching_rule_runs_all_points_as_one_recurrence() -> None:
+    """Under vmap, bptt runs one batched recurrence (points on a leading axis); each point's values and
+    gradients equal the loop's for that point alone, also for an argument all points share (U here)."""
+    torch.manual_seed(7)
+    options = {"dtype": torch.float64, "requires_grad": True}
+    inputs = torch.randn(3, 2, 5, 4, dtype=torch.float64)  # (points, batch, time, input)
+    W, U, b = torch.randn(3, 4, 6, **options), torch.randn(6, 6, **options), torch.randn(3, 1, 6, **options)
+    last = torch.func.vmap(RECURRENCES["bptt"], in_dims=(0, 0, None, 0))(inputs, W, U, b)
+    grads = torch.autograd.grad(last.pow(2).sum(), (W, U, b))
+    expected_U = torch.zeros_like(U)
+    for point in range(3):
+        alone = loop_recurrence(inputs[point], W[point], U, b[point])
+        torch.testing.assert_close(last[point], alone)
+        grad_W, grad_U, grad_b = torch.autograd.grad(alone.pow(2).sum(), (W, U, b))
+        torch.testing.assert_close(grads[0][point], grad_W[point])
+        torch.testing.assert_close(grads[2][point], grad_b[point])
+        expected_U += grad_U
+    torch.testing.assert_close(grads[1], expected_U)
