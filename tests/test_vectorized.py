@@ -132,4 +132,3 @@ def test_vectorized_on_cuda_matches_cpu(write_config, tmp_path: Path) -> None:
     for cpu, gpu in zip(on_cpu.outcomes, on_gpu.outcomes):
         pd.testing.assert_frame_equal(pd.read_csv(gpu.run_dir / "metrics.csv"),
                                       pd.read_csv(cpu.run_dir / "metrics.csv"), rtol=1e-7, atol=1e-9)
-
