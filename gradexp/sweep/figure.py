@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from gradexp.errors import DataError  # noqa: E402
 from gradexp.plotting import CLIPPED_PREFIX, GRAD_PREFIX, read_metrics, save_figure  # noqa: E402
@@ -80,7 +80,8 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
 
 
 def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> None:
-    axes.set_title(title, fontsize=6, pad=2)
+    # y given: matplotlib then does not measure the tick labels of the axes to place the title
+    axes.set_title(title, fontsize=6, pad=2, y=1.0)
     try:
         frame = read_metrics(run_dir / "metrics.csv") if run_dir is not None else None
     except DataError:  # a run that crashed before its first rows
@@ -115,7 +116,9 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
         axes.tick_params(labelsize=6, length=2, pad=1)
     if any(line for axes in panels.flat for line in axes.get_lines()):
         panels[0][0].set_yscale("log")
-        panels[0][0].yaxis.set_minor_formatter(NullFormatter())
+        # Minor ticks on 64 panels of many decades each are thousands of tick objects: most of the
+        # figure's drawing time, for marks too small to read at this size.
+        panels[0][0].yaxis.set_minor_locator(NullLocator())
     for axes in panels.flat:
         axes.label_outer()
 
