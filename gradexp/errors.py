@@ -8,6 +8,19 @@ class GradexpError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *arguments: str) -> None:
+        self.arguments = arguments
+        super().__init__(self.describe(*arguments))
+
+    @staticmethod
+    def describe(*arguments: str) -> str:
+        return ": ".join(arguments)
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt from the constructor's arguments: an error raised in a worker process reaches the
+        # caller as the same error (Exception's own pickling would pass the message as the only argument).
+        return type(self), self.arguments
+
 
 class ConfigError(GradexpError):
     """A config file or override that cannot be turned into a valid experiment.
@@ -19,8 +32,11 @@ class ConfigError(GradexpError):
         self.source = source
         self.key = key
         self.message = message
-        location = ": ".join(part for part in (source, key) if part)
-        super().__init__(f"{location}: {message}" if location else message)
+        super().__init__(source, key, message)
+
+    @staticmethod
+    def describe(source: str, key: str, message: str) -> str:
+        return ": ".join(part for part in (source, key, message) if part)
 
     def with_source(self, source: str) -> "ConfigError":
         """The same error attributed to a config file (builders raise it without knowing the file)."""
@@ -32,7 +48,7 @@ class DataError(GradexpError):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
-        super().__init__(f"{path}: {message}")
+        super().__init__(path, message)
 
 
 class OutputError(GradexpError):
@@ -40,4 +56,4 @@ class OutputError(GradexpError):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
-        super().__init__(f"{path}: {message}")
+        super().__init__(path, message)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -153,3 +156,20 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
     chosen = select_parameters(parameter_columns(frame), parameters, str(run_dir / "metrics.csv"))
     plot_grad_norms(frame, run_dir / "grad_norms.pdf", chosen, plot.steps, plot.log_y, title=run_dir.name)
     plot_losses(frame, evaluations, run_dir / "loss.pdf", metric, title=run_dir.name)
+
+
+def plot_runs(runs: Sequence[tuple[Path, PlotConfig, Sequence[str]]], processes: int) -> None:
+    """plot_run for each (run folder, plot settings, parameters), drawn in up to `processes` processes at once.
+
+    A figure is matplotlib's Python work on one core, and the runs of a vectorized sweep's batch finish
+    together, so their plots are drawn side by side. Workers are forked where that is safe (Linux): they
+    start at once, with everything already imported, and use no torch. The first error is raised here.
+    """
+    if processes < 2 or len(runs) < 2:
+        for run in runs:
+            plot_run(*run)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(min(processes, len(runs)), mp_context=context) as pool:
+        for _ in pool.map(plot_run, *zip(*runs)):
+            pass

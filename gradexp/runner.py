@@ -34,7 +34,7 @@ import torch
 
 import gradexp
 from gradexp.config.loading import config_from_dict
-from gradexp.config.schema import ExperimentConfig
+from gradexp.config.schema import ExperimentConfig, PlotConfig
 from gradexp.data.base import Split
 from gradexp.errors import DataError, OutputError
 from gradexp.evaluation import evaluate
@@ -515,15 +515,28 @@ class Training:
         return "interrupted" if self.stopped_by is not None else "completed"
 
     def _finish(self) -> dict[str, Any]:
-        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json.
+        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json."""
+        status, test = self.conclude()
+        plot_run(*self.plot_arguments())
+        return self.write_summary(status, test)
 
-        A finished run needs no resume point any more, so last.pt goes once summary.json is written.
-        """
+    def conclude(self) -> tuple[str, Optional[dict[str, Any]]]:
+        """The run's status, best.pt, and its test evaluation: what comes before the plots."""
         status = self._status()
         self._save_best()
         test = self._evaluate_test() if status != "interrupted" else None
         self.eval_log.close()
-        plot_run(self.run_dir, self.config.plot, self._plot_parameters())
+        return status, test
+
+    def plot_arguments(self) -> tuple[Path, PlotConfig, list[str]]:
+        """plot_run's arguments for this run."""
+        return self.run_dir, self.config.plot, self._plot_parameters()
+
+    def write_summary(self, status: str, test: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """summary.json, written once the plots are: the last file of a finished run folder.
+
+        A finished run needs no resume point any more, so last.pt goes once summary.json is written.
+        """
         diverged = self.divergence is not None
         summary = {
             "name": self.config.name,

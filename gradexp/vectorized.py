@@ -13,10 +13,12 @@ Only the forward and backward passes are shared. Each step:
 
 and then every point goes on exactly as the runner's loop does: its gradient norms (one
 `torch._foreach_norm` over all points' gradients), its own clipper, its own optimizer step, its
-row, and its flush / evaluation / resume point on its own schedule (runner.Training.end_step). A point that diverges,
-stops early or is interrupted leaves the batch at once and is finished (test evaluation, plots,
-summary) as the runner finishes it; the others go on. The runs' folders are those `gradexp run`
-writes; their summary `seconds` is the batch's wall time up to the point's end.
+row, and its flush / evaluation / resume point on its own schedule (runner.Training.end_step). A
+point that diverges, stops early or is interrupted leaves the batch at once and is finished (test
+evaluation, plots, summary) as the runner finishes it; the others go on. The plots of points that
+end together (most often all of them, at the last step) are drawn in parallel processes, one per
+core. The runs' folders are those `gradexp run` writes; their summary `seconds` is the batch's wall
+time up to the point's end.
 
 What may differ between the points of one batch: optimizer, learning rate, clip mode and threshold,
 schedule, seed (so the data and the initial weights), eval/flush cadence, patience. What must agree:
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,7 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.memory import keep_freed_memory
+from gradexp.plotting import plot_runs
 from gradexp.recording import create_run_folder, write_yaml
 from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point
@@ -125,8 +129,7 @@ class Batch:
                 for member in self.active():
                     member.training.batches_done = 0
                     member.experiment.schedule.epoch_ended()
-            for member in self.active():
-                self.finish(member)
+            self.finish(self.active())
         return self.outcomes
 
     def active(self) -> list[Member]:
@@ -157,8 +160,7 @@ class Batch:
             optimizer.step()
             training.recorder.record(training.step, training.epoch, lr, losses[index], before[index], after[index],
                                      outcomes[index].threshold, outcomes[index].clipped)
-            if training.end_step(total_steps, stop.received):
-                self.finish(member)
+        self.finish([member for member in members if member.training.end_step(total_steps, stop.received)])
 
     def norms(self, members: list[Member]) -> torch.Tensor:
         """(points, k): every gradient's L2 norm per point, as runner.gradient_norms gives them."""
@@ -168,18 +170,24 @@ class Batch:
         recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=norms.device)
         return torch.where(recorded[:, None], norms, math.nan)
 
-    def finish(self, member: Member) -> None:
-        """What runner.Training.train does once its loop returns: last rows, test evaluation, plots, summary."""
-        training = member.training
-        training._flush()
-        training.recorder.log.close()
-        if training.divergence is not None:
-            training.step, training.epoch = training.divergence.step, training.divergence.epoch
-        summary = training._finish()
-        member.finished = True
-        outcome = PointOutcome(member.point, summary["status"], training.run_dir)
-        self.outcomes.append(outcome)
-        self.finished(outcome)
+    def finish(self, members: list[Member]) -> None:
+        """What runner.Training.train does once its loop returns, for points that end together: last rows,
+        test evaluation, plots (drawn on every core at once), summary."""
+        conclusions = []
+        for member in members:
+            training = member.training
+            training._flush()
+            training.recorder.log.close()
+            if training.divergence is not None:
+                training.step, training.epoch = training.divergence.step, training.divergence.epoch
+            conclusions.append(training.conclude())
+        plot_runs([member.training.plot_arguments() for member in members], os.cpu_count() or 1)
+        for member, (status, test) in zip(members, conclusions):
+            member.training.write_summary(status, test)
+            member.finished = True
+            outcome = PointOutcome(member.point, status, member.training.run_dir)
+            self.outcomes.append(outcome)
+            self.finished(outcome)
 
 
 def prepare_member(point: SweepPoint, experiment: Experiment, sweep_dir: Path) -> Member:

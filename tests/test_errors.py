@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from gradexp.clipping import CLIP_MODES
 from gradexp.config.loading import apply_overrides, config_from_dict, load_config, parse_yaml
 from gradexp.config.schema import SECTION_NAMES, ExperimentConfig, plain_section_keys
 from gradexp.data import DATASETS
-from gradexp.errors import ConfigError
+from gradexp.errors import ConfigError, DataError, GradexpError, OutputError
 from gradexp.models import MODELS
 from gradexp.optim import OPTIMIZERS
 from tests.conftest import TINY_SRN, merged
@@ -267,3 +268,15 @@ def test_random_overrides_fail_only_with_config_errors(overrides: list[str]) -> 
 def test_load_config_reads_overrides_through_the_same_checks(write_config) -> None:
     with pytest.raises(ConfigError, match=r"train\.epochs \(from --set\): expected a value >= 1, got 0"):
         load_config(write_config(), ["train.epochs=0"])
+
+
+@pytest.mark.parametrize("error", [ConfigError("a.yaml", "optimizer.lr", "expected a number"),
+                                   ConfigError("", "--jobs", "expected at least 1"),
+                                   DataError("runs/x/metrics.csv", "no such file"),
+                                   OutputError("runs/x", "cannot be written")])
+def test_errors_cross_process_boundaries_unchanged(error: GradexpError) -> None:
+    # what a worker process's error goes through on its way back (plotting.plot_runs)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert vars(copy) == vars(error)
