@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from gradexp.memory import keep_freed_memory
 from gradexp.plotting import plot_runs
 from gradexp.recording import create_run_folder, write_yaml
 from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
-from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point
+from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point, usable_cores
 from gradexp.sweep.grid import SweepPoint
 
 
@@ -181,7 +180,7 @@ class Batch:
             if training.divergence is not None:
                 training.step, training.epoch = training.divergence.step, training.divergence.epoch
             conclusions.append(training.conclude())
-        plot_runs([member.training.plot_arguments() for member in members], os.cpu_count() or 1)
+        plot_runs([member.training.plot_arguments() for member in members], usable_cores())
         for member, (status, test) in zip(members, conclusions):
             member.training.write_summary(status, test)
             member.finished = True

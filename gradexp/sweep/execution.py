@@ -72,8 +72,15 @@ def _start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells), else all of them."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def threads_per_job(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return max(1, usable_cores() // jobs)
 
 
 def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path, jobs: int,
