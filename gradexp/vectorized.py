@@ -12,7 +12,8 @@ Only the forward and backward passes are shared. Each step:
     copy each point's slice of the gradients (and of updated batch-norm buffers) back to the point
 
 and then every point goes on exactly as the runner's loop does: its gradient norms (one
-`torch._foreach_norm` over all points' gradients), its own clipper, its own optimizer step, its
+`torch._foreach_norm` over all points' gradients), its clipper and its optimizer step (the clip
+modes that can, and plain SGD, for all points in one call with the same arithmetic), its
 row, and its flush / evaluation / resume point on its own schedule (runner.Training.end_step). A
 point that diverges, stops early or is interrupted leaves the batch at once and is finished (test
 evaluation, plots, summary) as the runner finishes it; the others go on. The plots of points that
@@ -38,13 +39,16 @@ from typing import Callable, Sequence
 import torch
 from torch.func import functional_call, vmap
 
+from gradexp.clipping.base import clip_points
 from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.memory import keep_freed_memory
+from gradexp.optim import is_plain_sgd, sgd_steps_together
 from gradexp.plotting import plot_runs
 from gradexp.recording import create_run_folder, write_yaml
 from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
+from gradexp.schedules import ConstantRate
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point, usable_cores
 from gradexp.sweep.grid import SweepPoint
 
@@ -58,6 +62,9 @@ class Member:
     parameters: list[torch.Tensor]
     grads: list[torch.Tensor]
     buffers: list[torch.Tensor]
+    # Plain SGD at a constant rate: updated with the others of its rate in one call (optim.sgd_steps_together).
+    # A torch LR scheduler must see the optimizer's own step called, so other schedules step alone.
+    steps_together: bool
     finished: bool = False
 
     @property
@@ -149,14 +156,17 @@ class Batch:
                 torch._foreach_copy_([b for m in members for b in m.buffers],
                                      [b[i] for i in range(len(members)) for b in buffers.values()])
         before = self.norms(members)
-        outcomes = [m.experiment.clipper.clip(m.grads, m.parameters) for m in members]
+        outcomes = clip_points([m.experiment.clipper for m in members], [m.grads for m in members],
+                               [m.parameters for m in members])
         after = self.norms(members)
+        sgd_steps_together([m.experiment.optimizer for m in members if m.steps_together])
         for index, member in enumerate(members):
             training, optimizer = member.training, member.experiment.optimizer
             training.step += 1
             training.batches_done += 1
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            if not member.steps_together:
+                optimizer.step()
             training.recorder.record(training.step, training.epoch, lr, losses[index], before[index], after[index],
                                      outcomes[index].threshold, outcomes[index].clipped)
         self.finish([member for member in members if member.training.end_step(total_steps, stop.received)])
@@ -199,7 +209,8 @@ def prepare_member(point: SweepPoint, experiment: Experiment, sweep_dir: Path) -
         parameter.grad = torch.zeros_like(parameter)
     experiment.model.train()
     return Member(point, training, parameters, [p.grad for p in parameters],
-                  [buffer for _, buffer in experiment.model.named_buffers()])
+                  [buffer for _, buffer in experiment.model.named_buffers()],
+                  steps_together=is_plain_sgd(experiment.optimizer) and isinstance(experiment.schedule, ConstantRate))
 
 
 def run_points_vectorized(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,

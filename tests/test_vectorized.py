@@ -1,4 +1,5 @@
-"""Vectorized sweeps: every batched run writes what its sequential twin writes, to float64 rounding."""
+"""Vectorized sweeps: every batched run writes what its sequential twin writes, to float64 rounding; the
+batch's shared clip and SGD calls write the bytes of per-point calls."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import gradexp.vectorized
 from gradexp.cli import main
 from gradexp.config.loading import load_config
 from gradexp.experiment import build_experiment
@@ -132,3 +134,25 @@ def test_vectorized_on_cuda_matches_cpu(write_config, tmp_path: Path) -> None:
     for cpu, gpu in zip(on_cpu.outcomes, on_gpu.outcomes):
         pd.testing.assert_frame_equal(pd.read_csv(gpu.run_dir / "metrics.csv"),
                                       pd.read_csv(cpu.run_dir / "metrics.csv"), rtol=1e-7, atol=1e-9)
+
+
+def test_points_clipped_and_stepped_together_write_the_bytes_of_points_stepped_alone(
+        write_config, tmp_path: Path, monkeypatch) -> None:
+    """float32, so the bytes tell: the batch's shared clip and SGD calls change nothing in any run's files.
+
+    Momentum 0.9 and the value mode keep some points on their own optimizer and clipper in the same batch.
+    """
+    path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"epochs": 2})
+    plan = plan_sweep(path, [], ["optimizer.lr=0.05,0.5", "optimizer.momentum=0,0.9", "clip.threshold=0.3,2,none"],
+                      seeds=1)
+    together = run_sweep(plan, tmp_path / "together", vectorize=True)
+    monkeypatch.setattr(gradexp.vectorized, "is_plain_sgd", lambda optimizer: False)
+    monkeypatch.setattr(gradexp.vectorized, "clip_points", lambda clippers, grads, params: [
+        clipper.clip(point_grads, point_params) for clipper, point_grads, point_params in zip(clippers, grads, params)])
+    alone = run_sweep(plan, tmp_path / "alone", vectorize=True)
+    for shared, own in zip(together.outcomes, alone.outcomes):
+        assert shared.status == own.status == "completed"
+        for name in ("metrics.csv", "eval.csv"):
+            assert (shared.run_dir / name).read_bytes() == (own.run_dir / name).read_bytes(), shared.run_dir.name
+    metrics = pd.read_csv(together.outcomes[0].run_dir / "metrics.csv")
+    assert metrics["clipped"].any()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 
@@ -48,11 +49,29 @@ class PerTensorNormClip(Stateless):
         self.norm_type = norm_type
 
     def clip(self, grads: list[torch.Tensor], params: list[torch.Tensor]) -> ClipOutcome:
+        (outcome,) = PerTensorNormClip.clip_together([self], [grads])
+        return outcome
+
+    @property
+    def together_key(self) -> float:
+        return self.norm_type
+
+    @staticmethod
+    def clip_together(clippers: Sequence["PerTensorNormClip"], grads_per_point: Sequence[list[torch.Tensor]]
+                      ) -> list[ClipOutcome]:
+        """Many points' gradients (one norm_type): one norm call and one multiply for all their tensors."""
+        grads = [grad for point_grads in grads_per_point for grad in point_grads]
+        like = grads[0]
         # float64 norms: a float32 norm can be low by an ulp, leaving the clipped norm just above the threshold.
-        norms = torch.stack(torch._foreach_norm(grads, self.norm_type, dtype=torch.float64))
-        scales = (self.threshold / norms).clamp(max=1.0).to(grads[0].dtype)
-        torch._foreach_mul_(grads, list(scales.unbind(0)))
-        return ClipOutcome(threshold=constant(self.threshold, grads[0]), clipped=(norms > self.threshold).any())
+        norms = torch.stack(torch._foreach_norm(grads, clippers[0].norm_type, dtype=torch.float64))
+        norms = norms.view(len(clippers), -1)
+        thresholds = torch.tensor([clipper.threshold for clipper in clippers], dtype=torch.float64,
+                                  device=like.device)[:, None]
+        scales = (thresholds / norms).clamp(max=1.0).to(like.dtype)
+        torch._foreach_mul_(grads, list(scales.flatten().unbind(0)))
+        clipped = (norms > thresholds).any(dim=1)
+        return [ClipOutcome(threshold=constant(clipper.threshold, like), clipped=point_clipped)
+                for clipper, point_clipped in zip(clippers, clipped.unbind(0))]
 
 
 class GlobalNormClip(Stateless):
