@@ -176,8 +176,10 @@ class Batch:
         count = len(self.parameter_names)
         norms = torch.stack(torch._foreach_norm([g for m in members for g in m.grads], 2.0, dtype=torch.float64))
         norms = norms.reshape(len(members), count)
-        recorded = torch.tensor([m.experiment.config.train.record_norms for m in members], device=norms.device)
-        return torch.where(recorded[:, None], norms, math.nan)
+        recorded = [m.experiment.config.train.record_norms for m in members]
+        if all(recorded):  # the usual case: no mask to build (and, on a GPU, to copy there) each step
+            return norms
+        return torch.where(torch.tensor(recorded, device=norms.device)[:, None], norms, math.nan)
 
     def finish(self, members: list[Member]) -> None:
         """What runner.Training.train does once its loop returns, for points that end together: last rows,
