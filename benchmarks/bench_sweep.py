@@ -16,7 +16,6 @@ Target: vectorized >= 5x one at a time.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -30,10 +29,11 @@ import gradexp.runner
 import gradexp.sweep
 import gradexp.vectorized
 from gradexp.sweep import plan_sweep, run_sweep
+from gradexp.sweep.execution import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "srn_clip.yaml"
-ALL_CORES = os.cpu_count() or 1
+ALL_CORES = usable_cores()
 GRID = ("optimizer.lr=0.01,0.02,0.05,0.1,0.2,0.3,0.5,1.0", "clip.threshold=0.5,1,2,5,10,20,50,none")
 
 

@@ -328,10 +328,6 @@ class Training:
             if self.step == 0:
                 self._save_resume_point()
             self._train_steps(total_steps)
-            self._flush()
-            self.recorder.log.close()
-            if self.divergence is not None:
-                self.step, self.epoch = self.divergence.step, self.divergence.epoch
             return self._finish()
 
     def state_dict(self) -> dict[str, Any]:
@@ -521,7 +517,14 @@ class Training:
         return self.write_summary(status, test)
 
     def conclude(self) -> tuple[str, Optional[dict[str, Any]]]:
-        """The run's status, best.pt, and its test evaluation: what comes before the plots."""
+        """Once the loop has returned: the last rows, the run's status, best.pt, and its test evaluation.
+
+        What comes before the plots. A diverged run ends at the step and epoch of its first non-finite row.
+        """
+        self._flush()
+        self.recorder.log.close()
+        if self.divergence is not None:
+            self.step, self.epoch = self.divergence.step, self.divergence.epoch
         status = self._status()
         self._save_best()
         test = self._evaluate_test() if status != "interrupted" else None

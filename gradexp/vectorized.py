@@ -47,7 +47,7 @@ from gradexp.memory import keep_freed_memory
 from gradexp.optim import is_plain_sgd, sgd_steps_together
 from gradexp.plotting import plot_runs
 from gradexp.recording import create_run_folder, write_yaml
-from gradexp.runner import SilentReporter, Training, batches, steps_per_epoch, torch_threads
+from gradexp.runner import SilentReporter, Training, batches, gradient_norms, steps_per_epoch, torch_threads
 from gradexp.schedules import ConstantRate
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point, usable_cores
 from gradexp.sweep.grid import SweepPoint
@@ -173,9 +173,7 @@ class Batch:
 
     def norms(self, members: list[Member]) -> torch.Tensor:
         """(points, k): every gradient's L2 norm per point, as runner.gradient_norms gives them."""
-        count = len(self.parameter_names)
-        norms = torch.stack(torch._foreach_norm([g for m in members for g in m.grads], 2.0, dtype=torch.float64))
-        norms = norms.reshape(len(members), count)
+        norms = gradient_norms([g for m in members for g in m.grads]).reshape(len(members), len(self.parameter_names))
         recorded = [m.experiment.config.train.record_norms for m in members]
         if all(recorded):  # the usual case: no mask to build (and, on a GPU, to copy there) each step
             return norms
@@ -184,14 +182,7 @@ class Batch:
     def finish(self, members: list[Member]) -> None:
         """What runner.Training.train does once its loop returns, for points that end together: last rows,
         test evaluation, plots (drawn on every core at once), summary."""
-        conclusions = []
-        for member in members:
-            training = member.training
-            training._flush()
-            training.recorder.log.close()
-            if training.divergence is not None:
-                training.step, training.epoch = training.divergence.step, training.divergence.epoch
-            conclusions.append(training.conclude())
+        conclusions = [member.training.conclude() for member in members]
         plot_runs([member.training.plot_arguments() for member in members], usable_cores())
         for member, (status, test) in zip(members, conclusions):
             member.training.write_summary(status, test)
