@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from torch import nn
 from gradexp.config.schema import ExperimentConfig
 from gradexp.data.base import Split
 from gradexp.experiment import build_experiment
+from gradexp.threads import torch_threads
 
 Objective = Callable[[], torch.Tensor]
 Step = Literal["fine", "coarse"]
@@ -111,20 +112,40 @@ def sampled_coordinates(size: int, limit: int, generator: torch.Generator) -> to
     return torch.randperm(size, generator=generator)[:limit].sort().values
 
 
+class CheckProgress(Protocol):
+    """How a gradient check tells the outside world about its progress (the CLI prints each row as it comes):
+    a large tensor's differences take seconds to minutes."""
+
+    def started(self, names: Sequence[str]) -> None: ...
+
+    def checked(self, check: ParameterCheck) -> None: ...
+
+
+class SilentProgress:
+    def started(self, names: Sequence[str]) -> None:
+        pass
+
+    def checked(self, check: ParameterCheck) -> None:
+        pass
+
+
 def check_gradients(model: nn.Module, loss: nn.Module, batches: Sequence[Split], *, epsilon: float = 1e-6,
                     coarse_epsilon: float = 1e-2, threshold: float = 1e-7, max_coordinates: int = 64,
-                    seed: int = 0) -> GradientCheck:
+                    seed: int = 0, progress: Optional[CheckProgress] = None) -> GradientCheck:
     """Compare `model`'s backprop gradients of J = sum over `batches` of loss(model(x), y) with finite differences.
 
     The model is checked as it trains (train mode: batch norm uses batch statistics) and in its own
     dtype; pass a float64 model, as `check_config` does, for differences accurate enough to judge 1e-7.
+    `progress` hears the parameter names first, then each parameter's check as soon as it is done.
     """
+    progress = progress or SilentProgress()
     model.train()
 
     def objective() -> torch.Tensor:
         return sum(loss(model(batch.inputs), batch.targets) for batch in batches)
 
     named = list(model.named_parameters())
+    progress.started([name for name, _ in named])
     model.zero_grad(set_to_none=True)
     objective().backward()
     generator = torch.Generator().manual_seed(seed)
@@ -141,6 +162,7 @@ def check_gradients(model: nn.Module, loss: nn.Module, batches: Sequence[Split],
         checks.append(ParameterCheck(name=name, checked=len(coordinates), size=parameter.numel(),
                                      backprop_norm=backprop.norm().item(), numeric_norm=estimates[step].norm().item(),
                                      relative_error=errors[step], step=step))
+        progress.checked(checks[-1])
     return GradientCheck(parameters=tuple(checks), threshold=threshold, epsilon=epsilon,
                          coarse_epsilon=coarse_epsilon, batches=len(batches),
                          batch_size=len(batches[0]) if batches else 0)
@@ -154,14 +176,17 @@ def leading_batches(split: Split, count: int, size: int) -> list[Split]:
 
 
 def check_config(config: ExperimentConfig, *, batches: int = 2, batch_size: int = 8, epsilon: float = 1e-6,
-                 coarse_epsilon: float = 1e-2, threshold: float = 1e-7, max_coordinates: int = 64) -> GradientCheck:
+                 coarse_epsilon: float = 1e-2, threshold: float = 1e-7, max_coordinates: int = 64,
+                 progress: Optional[CheckProgress] = None) -> GradientCheck:
     """Build `config`'s data, model and loss in float64 on the CPU and check the model's gradients.
 
     The batches are the first rows of the training split (for E3's fresh-every-epoch data, its fixed draw).
+    Torch computes with the config's train.threads (1 unless set), as `gradexp run` trains.
     """
     float64 = dataclasses.replace(config, train=dataclasses.replace(config.train, dtype="float64", device="cpu"))
     experiment = build_experiment(float64)
     train = experiment.dataset.train.to(experiment.device, experiment.dtype)
-    return check_gradients(experiment.model, experiment.train_loss, leading_batches(train, batches, batch_size),
-                           epsilon=epsilon, coarse_epsilon=coarse_epsilon, threshold=threshold,
-                           max_coordinates=max_coordinates, seed=config.train.seed)
+    with torch_threads(config.train.threads):
+        return check_gradients(experiment.model, experiment.train_loss, leading_batches(train, batches, batch_size),
+                               epsilon=epsilon, coarse_epsilon=coarse_epsilon, threshold=threshold,
+                               max_coordinates=max_coordinates, seed=config.train.seed, progress=progress)

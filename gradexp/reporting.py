@@ -33,8 +33,10 @@ def describe_summary(run_dir: Path, summary: dict[str, Any]) -> str:
     best = summary.get("best_dev")
     if best:
         lines.append(f"best dev {metric}: {_number(best.get(metric))} at step {best['step']}")
-    test = summary.get("test")
-    lines.append(f"test {metric}: {_number(test.get(metric)) if test else 'n/a'} ({summary['test_model']} model)")
+    test_value = (summary.get("test") or {}).get(metric)
+    # A diverged model scores NaN, which summary.json holds as null.
+    why_missing = ", which diverged" if test_value is None and summary["diverged"] else ""
+    lines.append(f"test {metric}: {_number(test_value)} ({summary['test_model']} model{why_missing})")
     maxima = summary.get("max_grad_norm") or {}
     if maxima:
         shown_parameters = summary["plot_parameters"]

@@ -24,7 +24,6 @@ import platform
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
@@ -41,9 +40,10 @@ from gradexp.evaluation import evaluate
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting import plot_run
-from gradexp.recording import (CsvLog, create_run_folder, remove_unfinished_writes, save_checkpoint, write_json,
-                               write_yaml)
+from gradexp.recording import (CsvLog, create_run_folder, json_ready, remove_unfinished_writes, save_checkpoint,
+                               write_json, write_yaml)
 from gradexp.resume import FORMAT, RESUME_POINT, random_states, read_resume_point, restore_random_states
+from gradexp.threads import torch_threads
 
 
 class Reporter(Protocol):
@@ -216,17 +216,6 @@ def batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Gener
     for start in range(skip * batch_size, len(split), batch_size):
         index = order[start:start + batch_size]
         yield Split(split.inputs[index], split.targets[index])
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Torch uses `threads` CPU threads inside the block (train.threads), and its previous count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def steps_per_epoch(train_size: int, batch_size: int) -> int:
@@ -563,6 +552,8 @@ class Training:
             "clip": self.config.to_dict()["clip"],
             **environment(self.experiment.device),
         }
+        # What this returns is what the file holds: a non-finite test metric (a diverged model) is null in both.
+        summary = json_ready(summary)
         write_json(self.run_dir / "summary.json", summary)
         if status != "interrupted":
             try:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch.func import functional_call, vmap
@@ -47,10 +47,11 @@ from gradexp.memory import keep_freed_memory
 from gradexp.optim import is_plain_sgd, sgd_steps_together
 from gradexp.plotting import plot_runs
 from gradexp.recording import create_run_folder, write_yaml
-from gradexp.runner import SilentReporter, Training, batches, gradient_norms, steps_per_epoch, torch_threads
+from gradexp.runner import SilentReporter, Training, batches, gradient_norms, steps_per_epoch
 from gradexp.schedules import ConstantRate
 from gradexp.sweep.execution import FAILED, PointOutcome, failure_text, train_point, usable_cores
 from gradexp.sweep.grid import SweepPoint
+from gradexp.threads import torch_threads
 
 
 @dataclass
@@ -92,8 +93,6 @@ class Batch:
     """Points with one batch_key, trained in lockstep; finished points drop out."""
 
     members: list[Member]
-    finished: Callable[[PointOutcome], None]
-    outcomes: list[PointOutcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         first = self.members[0].experiment
@@ -107,7 +106,12 @@ class Batch:
 
         self.batched_loss = vmap(point_loss, randomness="error")
 
-    def train(self) -> list[PointOutcome]:
+    def train(self) -> Iterator[PointOutcome]:
+        """Train the batch, yielding each point's outcome once its run folder is complete.
+
+        A generator, so the caller reports a point as it ends, and a failure of that report is never taken for
+        a failure of the batch's training.
+        """
         train_config = self.members[0].experiment.config.train
         total_steps = train_config.epochs * steps_per_epoch(len(self.members[0].training.train_split),
                                                            train_config.batch_size)
@@ -131,18 +135,20 @@ class Batch:
                     stepping = [(m, b) for m, b in zip(active, step_batches) if not m.finished]
                     if not stepping:
                         break
-                    self.step([m for m, _ in stepping], [b for _, b in stepping], total_steps, stop)
+                    yield from self.step([m for m, _ in stepping], [b for _, b in stepping], total_steps, stop)
                 for member in self.active():
                     member.training.batches_done = 0
                     member.experiment.schedule.epoch_ended()
-            self.finish(self.active())
-        return self.outcomes
+            yield from self.finish(self.active())
 
     def active(self) -> list[Member]:
         return [member for member in self.members if not member.finished]
 
-    def step(self, members: list[Member], step_batches: list, total_steps: int, stop: StopRequests) -> None:
-        """One optimizer step of every point in `members` (their data `step_batches`), then each one's bookkeeping."""
+    def step(self, members: list[Member], step_batches: list, total_steps: int, stop: StopRequests
+             ) -> list[PointOutcome]:
+        """One optimizer step of every point in `members` (their data `step_batches`), then each one's bookkeeping.
+
+        Returns the outcomes of the points that ended with this step."""
         stacked = {name: torch.stack([m.parameters[i].detach() for m in members]).requires_grad_()
                    for i, name in enumerate(self.parameter_names)}
         buffers = {name: torch.stack([m.buffers[i] for m in members]) for i, name in enumerate(self.buffer_names)}
@@ -169,7 +175,7 @@ class Batch:
                 optimizer.step()
             training.recorder.record(training.step, training.epoch, lr, losses[index], before[index], after[index],
                                      outcomes[index].threshold, outcomes[index].clipped)
-        self.finish([member for member in members if member.training.end_step(total_steps, stop.received)])
+        return self.finish([member for member in members if member.training.end_step(total_steps, stop.received)])
 
     def norms(self, members: list[Member]) -> torch.Tensor:
         """(points, k): every gradient's L2 norm per point, as runner.gradient_norms gives them."""
@@ -179,17 +185,17 @@ class Batch:
             return norms
         return torch.where(torch.tensor(recorded, device=norms.device)[:, None], norms, math.nan)
 
-    def finish(self, members: list[Member]) -> None:
+    def finish(self, members: list[Member]) -> list[PointOutcome]:
         """What runner.Training.train does once its loop returns, for points that end together: last rows,
-        test evaluation, plots (drawn on every core at once), summary."""
+        test evaluation, plots (drawn on every core at once), summary. Returns their outcomes."""
         conclusions = [member.training.conclude() for member in members]
         plot_runs([member.training.plot_arguments() for member in members], usable_cores())
+        outcomes = []
         for member, (status, test) in zip(members, conclusions):
             member.training.write_summary(status, test)
             member.finished = True
-            outcome = PointOutcome(member.point, status, member.training.run_dir)
-            self.outcomes.append(outcome)
-            self.finished(outcome)
+            outcomes.append(PointOutcome(member.point, status, member.training.run_dir))
+        return outcomes
 
 
 def prepare_member(point: SweepPoint, experiment: Experiment, sweep_dir: Path) -> Member:
@@ -228,12 +234,23 @@ def run_points_vectorized(points: Sequence[tuple[SweepPoint, ExperimentConfig]],
             point, experiment = group[0]
             report(PointOutcome(point, *train_point(experiment.config, sweep_dir)))
             continue
-        batch = Batch([prepare_member(point, experiment, sweep_dir) for point, experiment in group], report)
-        try:
-            batch.train()
-        except Exception as failure:  # noqa: BLE001  (a batch that crashes fails its unfinished points only)
-            for member in batch.active():
-                member.training.recorder.log.close()
-                member.training.eval_log.close()
-                report(PointOutcome(member.point, FAILED, member.training.run_dir, failure_text(failure)))
+        batch = Batch([prepare_member(point, experiment, sweep_dir) for point, experiment in group])
+        trained = batch.train()
+        while True:
+            try:
+                outcome = next(trained, None)
+            except Exception as failure:  # noqa: BLE001  (a batch that crashes fails its unfinished points only)
+                fail_unfinished(batch, failure, report)
+                break
+            if outcome is None:
+                break
+            report(outcome)
     return sorted(outcomes, key=lambda outcome: outcome.point.index)
+
+
+def fail_unfinished(batch: Batch, failure: Exception, report: Callable[[PointOutcome], None]) -> None:
+    """Close the logs of the points a crashed batch had not finished, and report them failed."""
+    for member in batch.active():
+        member.training.recorder.log.close()
+        member.training.eval_log.close()
+        report(PointOutcome(member.point, FAILED, member.training.run_dir, failure_text(failure)))

@@ -120,3 +120,22 @@ def test_every_command_has_help_with_an_example() -> None:
     for name, command in main.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, name
+
+
+def test_run_prints_no_progress_bar_label_where_stderr_is_not_a_terminal(write_config, tmp_path: Path) -> None:
+    # click's bar prints its bare label once where it cannot redraw: a stray "training" line in a log.
+    result = invoke("run", write_config(), "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("status: completed")
+
+
+def test_run_with_a_threshold_of_none_trains_without_clipping(tmp_path: Path) -> None:
+    from tests.conftest import CONFIGS
+
+    result = invoke("run", CONFIGS / "srn_clip.yaml", "--set", "clip.threshold=none", "--set", "train.epochs=1",
+                    "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = only_folder(tmp_path)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["clip"] == {"mode": "none"}
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics["clip_threshold"].isna().all() and (metrics["clipped"] == 0).all()

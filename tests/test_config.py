@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gradexp.config.loading import config_from_dict, load_config
+from gradexp.config.loading import apply_overrides, config_from_dict, load_config, parse_yaml
 from gradexp.errors import ConfigError
+from gradexp.sweep.grid import expand, parse_axis, point_config
 from tests.conftest import CONFIGS
 
 
@@ -125,3 +126,23 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_bad_overrides(write_config, override: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(write_config(), [override])
+
+
+@pytest.mark.parametrize("overrides", [
+    ["clip.threshold=none"],
+    ["clip.threshold=None"],
+    ["clip.mode=norm", "clip.threshold=3", "clip.threshold=none"],  # the last value of a key wins, as always
+])
+def test_a_threshold_of_none_means_no_clipping_for_set_as_for_grid(overrides: list[str]) -> None:
+    path = CONFIGS / "srn_clip.yaml"
+    assert load_config(path).clip.name == "norm"
+    assert load_config(path, overrides).clip.name == "none"
+    assert load_config(path, overrides).to_dict()["clip"] == {"mode": "none"}
+    raw, _ = apply_overrides(parse_yaml(path.read_text(), str(path)), [], str(path))
+    (point,) = expand([parse_axis("clip.threshold=none", str(path))], 1, 0, str(path))
+    assert point_config(raw, point, str(path)).to_dict()["clip"] == load_config(path, overrides).to_dict()["clip"]
+
+
+def test_a_threshold_set_again_after_none_clips_again() -> None:
+    assert load_config(CONFIGS / "srn_clip.yaml", ["clip.threshold=none", "clip.threshold=2"]).clip.params[
+        "threshold"] == 2

@@ -217,3 +217,29 @@ def test_cli_threshold_and_errors(tmp_path: Path) -> None:
     missing = invoke(tmp_path / "absent.yaml")
     assert missing.exit_code == 2 and missing.output.strip() == f"error: {tmp_path / 'absent.yaml'}: no such file"
     assert "Example: gradexp gradcheck" in invoke("--help").output
+
+
+class RecordedProgress:
+    """Each call the check makes, and torch's thread count at the time."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, int]] = []
+
+    def started(self, names) -> None:
+        self.calls.append(("started", list(names), torch.get_num_threads()))
+
+    def checked(self, check) -> None:
+        self.calls.append(("checked", check.name, torch.get_num_threads()))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_check_reports_each_parameter_as_it_goes_with_the_configs_threads(tmp_path: Path, threads: int) -> None:
+    progress = RecordedProgress()
+    outside = torch.get_num_threads()
+    result = check_config(load_config(write(tmp_path, merged(SIGMOID_NET, {"train": {"threads": threads}}))),
+                          batches=1, batch_size=4, max_coordinates=4, progress=progress)
+    names = [check.name for check in result.parameters]
+    assert progress.calls[0][:2] == ("started", names)
+    assert [call[:2] for call in progress.calls[1:]] == [("checked", name) for name in names]
+    assert {call[2] for call in progress.calls} == {threads}  # train.threads, like `gradexp run`
+    assert torch.get_num_threads() == outside  # and put back after

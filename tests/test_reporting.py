@@ -43,3 +43,13 @@ def test_a_rare_clip_is_not_reported_as_never() -> None:
     assert [clip_line(f) for f in (0.0, 1 / 250, 0.5, 249 / 250, 1.0)] == [
         "clipped in 0% of steps", "clipped in <1% of steps", "clipped in 50% of steps", "clipped in >99% of steps",
         "clipped in 100% of steps"]
+
+
+def test_a_diverged_run_without_a_test_metric_says_why() -> None:
+    diverged = summary({"total": 1e15}, []) | {"status": "diverged", "diverged": True, "diverged_at_step": 8,
+                                                "diverged_parameter": "layers.0.weight", "test": {"mse": None},
+                                                "best_dev": None, "clip_fraction": None}
+    lines = describe_summary(Path("runs/x"), diverged).splitlines()
+    assert lines[0] == "status: diverged at step 8 (first non-finite: layers.0.weight)"
+    assert "test mse: n/a (last model, which diverged)" in lines
+    assert not any(line.startswith(("best dev", "clipped in")) for line in lines)

@@ -176,3 +176,53 @@ def test_cli_sweep_errors_are_one_line_and_exit_2(write_config, tmp_path: Path, 
     assert len(result.output.strip().splitlines()) == 1
     assert re.search(message, result.output)
     assert not list(tmp_path.glob("sweep-*"))
+
+
+# E2 with SGD at lr 0.01 diverges within its first epoch (seed 000); at lr 0.001 it trains to the end.
+DIVERGING_GRID = ["sweep", str(CONFIGS / "mlp_regression_explode.yaml"), "--grid", "optimizer.lr=0.01,0.001",
+                  "--set", "train.epochs=2"]
+# What every finished run folder holds (and best.pt where a dev evaluation improved); last.pt, the resume
+# point, is gone once summary.json is written.
+FINISHED_RUN_FILES = {"config.yaml", "metrics.csv", "eval.csv", "grad_norms.pdf", "loss.pdf", "summary.json"}
+
+
+def assert_one_diverged_one_completed(out: Path, backend_arguments: list[str]) -> None:
+    """The sweep goes on past a diverged point: exit 0, both rows in sweep.csv, both run folders finished."""
+    result = CliRunner().invoke(main, [*DIVERGING_GRID, *backend_arguments, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(next(out.glob("sweep-*/sweep.csv")))
+    assert list(table["status"]) == ["diverged", "completed"]
+    assert table["diverged_at_step"].iloc[0] > 0 and pd.isna(table["test"].iloc[0])
+    assert table["test"].iloc[1] > 0
+    for run in table["run"]:
+        folder = next(out.glob(f"sweep-*/{run}"))
+        assert {path.name for path in folder.iterdir()} - {"best.pt"} == FINISHED_RUN_FILES, folder
+    # The progress lines count finished runs, whichever finishes first.
+    counters = re.findall(r"^\[(\d)/2\] finished: ", result.output, flags=re.MULTILINE)
+    assert counters == ["1", "2"], result.output
+    assert re.search(r"000-lr0.01-seed0: diverged at step \d+$", result.output, flags=re.MULTILINE)
+    assert re.search(r"001-lr0.001-seed0: completed, test mse \d", result.output)
+    assert "explode" in result.output  # the compare table, diverged run included
+
+
+@pytest.mark.parametrize("backend_arguments", [[], ["--jobs", "2"], ["--vectorize"]],
+                         ids=["one-at-a-time", "jobs", "vectorized"])
+def test_a_point_that_diverges_beside_one_that_completes(tmp_path: Path, backend_arguments: list[str]) -> None:
+    assert_one_diverged_one_completed(tmp_path, backend_arguments)
+
+
+class ReportFailed(Exception):
+    pass
+
+
+def failing_report(outcome) -> None:
+    raise ReportFailed(outcome.point.name)
+
+
+@pytest.mark.parametrize("backend", [dict(jobs=2), dict(vectorize=True)], ids=["jobs", "vectorized"])
+def test_a_failing_report_is_not_taken_for_a_failed_point(write_config, tmp_path: Path, backend) -> None:
+    # Before, the report's error marked the point (--jobs) or its batch-mates (--vectorize) failed and the sweep
+    # went on; it is the caller's bug, so it reaches the caller.
+    plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,0.1"], 1)
+    with pytest.raises(ReportFailed):
+        run_sweep(plan, tmp_path, finished=failing_report, **backend)

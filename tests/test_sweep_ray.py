@@ -33,12 +33,13 @@ from gradexp.compare.table import table_csv
 from gradexp.config.loading import load_config
 from gradexp.errors import ConfigError
 from gradexp.resume import RESUME_POINT
-from gradexp.runner import torch_threads
+from gradexp.threads import torch_threads
 from gradexp.sweep import plan_sweep, run_sweep
 from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
 from gradexp.sweep_ray import (SCRATCH_PREFIX, RayBackend, StopFlag, check_reachable, dashboard_link, ray_session,
                                  train_and_pack)
 from tests.conftest import CONFIGS
+from tests.test_sweep import assert_one_diverged_one_completed
 
 # Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
 CLOCK_COLUMNS = ("run", "path", "seconds")
@@ -268,9 +269,11 @@ def test_cli_sweep_through_ray_counts_the_runs_and_prints_the_comparison(ray_clu
     assert result.exit_code == 0, result.output
     with ray_session() as session:  # the connection this process has: the test's cluster
         assert f"running on the Ray cluster at {session.address}" in result.output
-    assert "runs finished" in result.output  # the progress bar's label (the bar itself is drawn on terminals)
-    assert "[1/2] 000-lr0.05-seed0: completed, test accuracy" in result.output
-    assert "[2/2] 001-lr-1-seed0: failed" in result.output
+    # No progress bar where stderr is not a terminal (its bare label would be a stray line in a log) ...
+    assert "runs finished" not in result.output
+    # ... the lines count the runs as they finish: the point no config fits first, before any trains.
+    assert "[1/2] finished: 001-lr-1-seed0: failed" in result.output
+    assert "[2/2] finished: 000-lr0.05-seed0: completed, test accuracy" in result.output
     assert "explode" in result.output  # the compare table's header
     assert len(list(tmp_path.glob("sweep-tiny-*/*/summary.json"))) == 1
     settings = yaml.safe_load(next(tmp_path.glob("sweep-tiny-*/sweep.yaml")).read_text())
@@ -335,3 +338,7 @@ def test_an_address_where_nothing_answers_is_a_one_line_error_at_once() -> None:
                                          ("https://ray.example.org", "https://ray.example.org")])
 def test_the_dashboard_is_shown_as_a_link_when_ray_runs_one(given, shown) -> None:
     assert dashboard_link(given) == shown
+
+
+def test_a_point_that_diverges_beside_one_that_completes(ray_cluster, tmp_path: Path) -> None:
+    assert_one_diverged_one_completed(tmp_path, ["--backend", "ray"])

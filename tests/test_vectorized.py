@@ -120,7 +120,7 @@ def test_cli_sweep_vectorize(write_config, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.05,0.1",
                                        "--set", "train.epochs=1", "--vectorize", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "[1/2] 000-lr0.05-seed0: completed" in result.output
+    assert "[1/2] finished: 000-lr0.05-seed0: completed" in result.output
     table = pd.read_csv(next(tmp_path.glob("sweep-tiny-*/sweep.csv")))
     assert list(table["status"]) == ["completed", "completed"]
 

@@ -42,7 +42,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 overrides_option = click.option(
     "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-    help="Override one config value (repeatable), e.g. --set optimizer.lr=0.1 --set clip.mode=none.",
+    help="Override one config value (repeatable), e.g. --set optimizer.lr=0.1 --set clip.mode=norm; "
+         "--set clip.threshold=none runs without clipping.",
 )
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
 from gradexp.cli import overrides_option, reports_errors
 from gradexp.config.loading import load_config
+
+if TYPE_CHECKING:
+    from gradexp.gradcheck import ParameterCheck
 
 
 @click.command("gradcheck")
@@ -29,24 +33,37 @@ def command(config: Path, overrides: tuple[str, ...], threshold: float, batches:
             epsilon: float, coarse_epsilon: float, max_coordinates: int) -> None:
     """Check the config's model gradients against central finite differences in float64.
 
-    Prints each parameter's relative error ||g - g_fd|| / (||g|| + ||g_fd||) and exits 1 if any is
-    above the threshold, 0 otherwise.
+    Prints each parameter's relative error ||g - g_fd|| / (||g|| + ||g_fd||) as soon as it is checked, and
+    exits 1 if any is above the threshold, 0 otherwise. Torch uses the config's train.threads (default 1).
 
     Example: gradexp gradcheck configs/deep_sigmoid.yaml --batches 3
     """
     from gradexp.gradcheck import check_config
 
+    table = CheckTable(threshold)
     result = check_config(load_config(config, overrides), batches=batches, batch_size=batch_size, epsilon=epsilon,
-                          coarse_epsilon=coarse_epsilon, threshold=threshold, max_coordinates=max_coordinates)
-    width = max(len("parameter"), *(len(check.name) for check in result.parameters))
-    click.echo(f"{'parameter':<{width}}  {'checked':>11}  {'backprop norm':>13}  {'relative error':>14}  step")
-    for check in result.parameters:
-        verdict = "" if check.relative_error <= threshold else "  FAIL"
-        click.echo(f"{check.name:<{width}}  {f'{check.checked}/{check.size}':>11}  {check.backprop_norm:>13.3e}  "
-                   f"{check.relative_error:>14.2e}  {check.step}{verdict}")
+                          coarse_epsilon=coarse_epsilon, threshold=threshold, max_coordinates=max_coordinates,
+                          progress=table)
     worst = result.worst
     outcome = "passed" if result.passed else "FAILED"
     click.echo(f"{outcome}: largest relative error {worst.relative_error:.2e} ({worst.name}), threshold {threshold:g}; "
                f"{result.batches} batch(es) of {result.batch_size} in float64")
     if not result.passed:
         click.get_current_context().exit(1)
+
+
+class CheckTable:
+    """Prints the header once the parameters are known, then each parameter's row as soon as it is checked."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.width = len("parameter")
+
+    def started(self, names: Sequence[str]) -> None:
+        self.width = max(self.width, *(len(name) for name in names))
+        click.echo(f"{'parameter':<{self.width}}  {'checked':>11}  {'backprop norm':>13}  {'relative error':>14}  step")
+
+    def checked(self, check: ParameterCheck) -> None:
+        verdict = "" if check.relative_error <= self.threshold else "  FAIL"
+        click.echo(f"{check.name:<{self.width}}  {f'{check.checked}/{check.size}':>11}  {check.backprop_norm:>13.3e}  "
+                   f"{check.relative_error:>14.2e}  {check.step}{verdict}")

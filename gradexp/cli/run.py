@@ -14,25 +14,34 @@ from gradexp.config.loading import load_config
 
 
 class ProgressReporter:
-    """A progress bar on stderr while a run trains, and the latest dev evaluation beside it."""
+    """A progress bar on stderr while a run trains, and the latest dev evaluation beside it.
+
+    Only on a terminal: where stderr is a file or a pipe, click would print the bar's bare label once, a
+    line that tells a log reader nothing.
+    """
 
     def __init__(self) -> None:
         self._bar: Any = None
         self._dev = ""
 
     def run_started(self, run_dir: Path, total_steps: int) -> None:
+        if not sys.stderr.isatty():
+            return
         self._bar = click.progressbar(length=total_steps, label="training", file=sys.stderr,
                                       item_show_func=lambda _: self._dev)
         self._bar.__enter__()
 
     def step_done(self, step: int) -> None:
-        self._bar.update(1)
+        if self._bar is not None:
+            self._bar.update(1)
 
     def evaluated(self, step: int, dev: dict[str, float]) -> None:
         self._dev = " ".join(f"dev {name} {value:.4g}" for name, value in dev.items())
 
     def run_finished(self, summary: dict[str, Any]) -> None:
-        self._bar.__exit__(None, None, None)
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @click.command("run")

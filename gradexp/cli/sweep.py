@@ -21,21 +21,37 @@ if TYPE_CHECKING:
 RAY_OPTIONS = ("address", "gpus_per_run", "retries")
 
 
-def describe_outcome(outcome, total: int) -> str:
-    summary_path = outcome.run_dir / "summary.json" if outcome.run_dir else None
-    text = f"[{outcome.point.index + 1}/{total}] {outcome.point.name}: {outcome.status}"
-    if outcome.error:
-        text += f" ({outcome.error})"
-    elif summary_path is not None:
-        from gradexp.sweep.table import read_summary
+def describe_outcome(outcome: PointOutcome, done: int, total: int) -> str:
+    """`[done/total] finished: <point>: <status>`, with where it diverged and its test metric when it has them.
 
-        summary = read_summary(outcome.run_dir)
-        test, metric = summary.get("test") or {}, summary.get("metric")
-        if summary.get("diverged"):
-            text += f" at step {summary['diverged_at_step']}"
-        if metric in test:
-            text += f", test {metric} {test[metric]:.4g}"
+    `done` counts the outcomes reported so far, so the counter rises even when points finish out of order.
+    """
+    from gradexp.sweep.table import read_summary
+
+    text = f"[{done}/{total}] finished: {outcome.point.name}: {outcome.status}"
+    if outcome.error:
+        return text + f" ({outcome.error})"
+    summary = read_summary(outcome.run_dir)
+    if summary.get("diverged_at_step") is not None:
+        text += f" at step {summary['diverged_at_step']}"
+    metric = summary.get("metric")
+    test_value = (summary.get("test") or {}).get(metric)
+    # null where the run has none: a diverged model scores NaN, an interrupted run is not tested.
+    if test_value is not None:
+        text += f", test {metric} {test_value:.4g}"
     return text
+
+
+def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcome], None]:
+    """A `finished` callback that hands `report` each outcome's line, numbered in the order they finish."""
+    done = 0
+
+    def finished(outcome: PointOutcome) -> None:
+        nonlocal done
+        done += 1
+        report(describe_outcome(outcome, done, total))
+
+    return finished
 
 
 @click.command("sweep")
@@ -105,8 +121,7 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     if ray_backend is not None:
         result = run_on_ray(plan, out_dir, address, ray_backend)
     else:
-        result = run_sweep(plan, out_dir, jobs, vectorize,
-                           finished=lambda outcome: click.echo(describe_outcome(outcome, total)),
+        result = run_sweep(plan, out_dir, jobs, vectorize, finished=counting(click.echo, total),
                            threads=None if vectorize else cpus_per_run)
     click.echo(f"wrote {result.folder / 'sweep.csv'} and {result.folder / 'sweep.pdf'}")
     try:
@@ -140,19 +155,18 @@ def run_on_ray(plan: SweepPlan, out_dir: Path, address: Optional[str], backend: 
         if session.dashboard_url:
             click.echo(f"Ray dashboard: {session.dashboard_url}")
         total = len(plan.points)
+        if not sys.stderr.isatty():  # a bar in a log file would be its bare label: the lines say it all
+            return run_sweep(plan, out_dir, finished=counting(click.echo, total), backend=backend)
         with click.progressbar(length=total, label="runs finished", show_pos=True, file=sys.stderr) as bar:
-            result = run_sweep(plan, out_dir, finished=above_bar(bar, total), backend=backend)
-    return result
+            return run_sweep(plan, out_dir, finished=above_bar(bar, total), backend=backend)
 
 
 def above_bar(bar: ProgressBar, total: int) -> Callable[[PointOutcome], None]:
     """A `finished` callback that prints each outcome's line above the progress bar and advances it."""
-    redraws = sys.stderr.isatty()
 
-    def finished(outcome: PointOutcome) -> None:
-        if redraws:  # wipe the bar's line; the update below draws it again under the new line
-            click.echo("\r\033[K", nl=False, err=True)
-        click.echo(describe_outcome(outcome, total))
+    def print_above(line: str) -> None:
+        click.echo("\r\033[K", nl=False, err=True)  # wipe the bar's line; the update draws it under the new line
+        click.echo(line)
         bar.update(1)
 
-    return finished
+    return counting(print_above, total)

@@ -94,6 +94,10 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     return raw
 
 
+# `--set clip.threshold=none` (or --grid ...,none): run without clipping.
+NO_CLIP_KEY = "clip.threshold"
+
+
 def parse_override(text: str, source: str) -> tuple[str, str, Any]:
     """Split one `section.key=value`; the value is read as YAML (so 0.1 is a number, none/null is null,
     but clip.mode=none names the clip mode `none`)."""
@@ -114,9 +118,16 @@ def parse_override(text: str, source: str) -> tuple[str, str, Any]:
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: str) -> tuple[dict[str, Any], set[str]]:
-    """Return a copy of `raw` with each `section.key=value` applied, and the dotted keys that were set."""
+    """Return a copy of `raw` with each `section.key=value` applied, and the dotted keys that were set.
+
+    One rule beyond setting values, the same for `--set` and `--grid`: `clip.threshold=none` means "no
+    clipping", so the clip section becomes `mode: none` (its other keys dropped, whatever else set them). A
+    threshold of infinity would clip nothing too; `none` says it plainly and leaves the metrics'
+    clip_threshold column empty, as an unclipped run's is.
+    """
     updated = {section: dict(body) if isinstance(body, dict) else body for section, body in raw.items()}
     overridden: set[str] = set()
+    unclipped = False
     for text in overrides:
         section, key, value = parse_override(text, source)
         if section not in SECTION_NAMES:
@@ -126,6 +137,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str], source: st
             raise ConfigError(source, section, f"expected a mapping, got {_kind(body)}")
         body[key] = value
         overridden.add(f"{section}.{key}")
+        if f"{section}.{key}" == NO_CLIP_KEY:
+            unclipped = value is None
+    if unclipped:
+        updated["clip"] = {"mode": "none"}
     return updated, overridden
 
 

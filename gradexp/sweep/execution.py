@@ -25,6 +25,7 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import GradexpError
 from gradexp.interrupts import StopRequests
 from gradexp.sweep.grid import SweepPoint
+from gradexp.threads import torch_threads
 
 FAILED = "failed"
 NOT_RUN = "not run"
@@ -99,8 +100,6 @@ def run_points(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir:
 
     with StopRequests() as stop:
         if jobs == 1:
-            from gradexp.runner import torch_threads
-
             with torch_threads(threads or torch.get_num_threads()):
                 for point, config in points:
                     if stop.received is not None:
@@ -126,9 +125,11 @@ def _run_in_workers(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep
             for future in done:
                 point = pending.pop(future)
                 try:
-                    record(point, *future.result())
+                    trained = future.result()
                 except Exception as failure:  # noqa: BLE001  (a worker that died takes only its point)
-                    record(point, FAILED, None, failure_text(failure))
+                    trained = (FAILED, None, failure_text(failure))
+                # Outside the try: a failure of `finished` is the caller's bug, not this point's.
+                record(point, *trained)
             if stop.received is not None:
                 for future in pending:
                     future.cancel()

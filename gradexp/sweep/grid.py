@@ -1,10 +1,8 @@
 """A sweep's grid: `--grid section.key=v1,v2,...` axes, their cartesian product, and one config per point.
 
-Each value is read exactly as `--set section.key=value` reads it (YAML, so 0.1 is a number and
-`none` is null). One rule is the sweep's own: `clip.threshold=none` means "no clipping", so that
-point runs with `clip.mode: none` (and none of the base config's other clip keys), whatever mode
-the other points clip with. A threshold of infinity would clip nothing too; `none` says it plainly
-and leaves the metrics' clip_threshold column empty, as an unclipped run's is.
+Each value is read and applied exactly as `--set section.key=value` is (YAML, so 0.1 is a number and
+`none` is null; `clip.threshold=none` means "no clipping", see config.loading.apply_overrides), so a
+point with clip.threshold=none runs with `clip.mode: none` whatever mode the other points clip with.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from gradexp.config.loading import apply_overrides, config_from_dict, parse_over
 from gradexp.config.schema import SECTION_NAMES, ExperimentConfig
 from gradexp.errors import ConfigError
 
-NO_CLIP_KEY = "clip.threshold"
 SEED_KEY = "train.seed"
 
 
@@ -119,8 +116,6 @@ def point_config(raw: Mapping[str, Any], point: SweepPoint, source: str) -> Expe
     Raises ConfigError naming the key ("from --grid") when a value does not fit.
     """
     updated, overridden = apply_overrides(raw, point.overrides, source)
-    if any(a.key == NO_CLIP_KEY and a.value is None for a in point.assignments):
-        updated["clip"] = {"mode": "none"}
     try:
         return config_from_dict(updated, source=source, name=point.name, overridden=overridden)
     except ConfigError as failure:
