@@ -27,9 +27,11 @@ import torch
 
 import gradexp.runner
 import gradexp.sweep
-import gradexp.vectorized
+import gradexp.sweep.backends.vectorized as vectorized
 from gradexp.sweep import plan_sweep, run_sweep
-from gradexp.sweep.execution import usable_cores
+from gradexp.sweep.backends.local import LocalBackend
+from gradexp.sweep.backends.vectorized import VectorizedBackend
+from gradexp.threads import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "srn_clip.yaml"
@@ -58,7 +60,7 @@ def drawing_clock() -> Iterator[list[float]]:
     """Accumulate the seconds spent in each run's plots and in sweep.pdf while the block runs."""
     spent = [0.0]
     originals = {(gradexp.runner, "plot_run"): gradexp.runner.plot_run,
-                 (gradexp.vectorized, "plot_runs"): gradexp.vectorized.plot_runs,
+                 (vectorized, "plot_runs"): vectorized.plot_runs,
                  (gradexp.sweep, "write_sweep_pdf"): gradexp.sweep.write_sweep_pdf}
 
     def timed(function: Callable) -> Callable:
@@ -85,7 +87,7 @@ def warm_up(device: torch.device) -> None:
     plan = plan_sweep(CONFIG, ["train.epochs=1", f"train.device={device.type}"], ["optimizer.lr=0.1,0.2"], seeds=1)
     for vectorize in (False, True):
         with tempfile.TemporaryDirectory() as folder:
-            run_sweep(plan, folder, vectorize=vectorize)
+            run_sweep(plan, folder, VectorizedBackend() if vectorize else LocalBackend())
 
 
 def time_sweep(epochs: int, device: torch.device, vectorize: bool, threads: int = 1) -> SweepTiming:
@@ -93,7 +95,7 @@ def time_sweep(epochs: int, device: torch.device, vectorize: bool, threads: int 
                       GRID, seeds=1)
     with tempfile.TemporaryDirectory() as folder, drawing_clock() as drawing:
         started = time.perf_counter()
-        result = run_sweep(plan, folder, vectorize=vectorize)
+        result = run_sweep(plan, folder, VectorizedBackend() if vectorize else LocalBackend())
         wall = time.perf_counter() - started
     return SweepTiming(len(result.outcomes), int(result.table["steps"].sum()), wall, drawing[0])
 

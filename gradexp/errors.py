@@ -43,6 +43,18 @@ class ConfigError(GradexpError):
         return self if self.source else ConfigError(source, self.key, self.message)
 
 
+class OptionError(GradexpError):
+    """A command-line option whose value, or whose combination with other options, the command cannot use.
+
+    No config file is at fault, so the message names the option alone: `--metric: expected ...`.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        self.message = message
+        super().__init__(option, message)
+
+
 class DataError(GradexpError):
     """Input data (a dataset file, a metrics CSV, a run folder) that is missing or malformed."""
 

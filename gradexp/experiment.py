@@ -30,7 +30,7 @@ class Experiment:
     device: torch.device
     dtype: torch.dtype
     dataset: Dataset
-    model: nn.Module
+    model: nn.Module  # a registered model, so also a gradexp.models.base.Model
     parameter_names: list[str]
     train_loss: nn.Module
     mean_loss: nn.Module
@@ -91,9 +91,7 @@ def _build(config: ExperimentConfig) -> Experiment:
     loss_params = {key: value for key, value in config.loss.params.items() if key != "reduction"}
     metric = TASK_METRICS[dataset.spec.task]
     optimizer = OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params)
-    clipper = CLIP_MODES.get(config.clip.name)(**config.clip.params)
-    if hasattr(clipper, "bind"):  # rules that need the model's layout (agc: which axis is a unit) see it once here
-        clipper.bind(model)
+    clipper = CLIP_MODES.get(config.clip.name)(model, **config.clip.params)
     return Experiment(
         config=config,
         device=device,

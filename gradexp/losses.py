@@ -39,7 +39,9 @@ class OneHotSquaredError(nn.Module):
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         one_hot = functional.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
-        return functional.mse_loss(outputs, one_hot, reduction=self.reduction)
+        if self.reduction == "mean":  # the mean over classes and batch at once: the same value, torch's rounding
+            return functional.mse_loss(outputs, one_hot, reduction="mean")
+        return functional.mse_loss(outputs, one_hot, reduction="none").mean(dim=-1).sum()
 
 
 @LOSSES.register("mse")

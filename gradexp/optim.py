@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 
-from gradexp.config.types import Fraction, NonNegativeFloat, PositiveFloat
 from gradexp.registry import Registry
+from gradexp.value_types import Fraction, NonNegativeFloat, PositiveFloat
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
@@ -50,31 +50,3 @@ def rmsprop(
     weight_decay: NonNegativeFloat = 0.0,
 ) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(parameters, lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay)
-
-
-def is_plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
-    """SGD whose step is p <- p - lr g and nothing more: no momentum or weight decay, so no state either."""
-    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
-        return False
-    group = optimizer.param_groups[0]
-    return (group["momentum"] == 0 and group["weight_decay"] == 0 and not group["maximize"]
-            and not group["differentiable"] and not group["fused"] and not isinstance(group["lr"], torch.Tensor))
-
-
-@torch.no_grad()
-def sgd_steps_together(optimizers: Sequence[torch.optim.Optimizer]) -> None:
-    """step() of many plain SGD optimizers (is_plain_sgd) in one update per learning rate.
-
-    p.add_(g, alpha=-lr), as SGD's own step computes it, so the parameters get the same bits; the
-    optimizers' own Python (about as long as the update at a small model's sizes) runs not at all.
-    """
-    by_rate: dict[float, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    for optimizer in optimizers:
-        group = optimizer.param_groups[0]
-        parameters, grads = by_rate.setdefault(group["lr"], ([], []))
-        for parameter in group["params"]:
-            if parameter.grad is not None:
-                parameters.append(parameter)
-                grads.append(parameter.grad)
-    for rate, (parameters, grads) in by_rate.items():
-        torch._foreach_add_(parameters, grads, alpha=-rate)

@@ -1,7 +1,7 @@
 """Name -> builder registries for models, datasets, losses, optimizers and clip modes.
 
 A builder's keyword-only parameters *are* its config keys: their annotations (with the
-constraints in `gradexp.config.types`) validate the YAML, and their defaults fill the
+constraints in `gradexp.value_types`) validate the YAML, and their defaults fill the
 resolved config. Positional parameters are what the runner passes in (data spec, parameters).
 """
 

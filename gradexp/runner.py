@@ -37,6 +37,7 @@ from gradexp.config.schema import ExperimentConfig, PlotConfig
 from gradexp.data.base import Split
 from gradexp.errors import DataError, OutputError
 from gradexp.evaluation import evaluate
+from gradexp.clipping.base import ClipOutcome
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting import plot_run
@@ -242,10 +243,20 @@ def run(config: ExperimentConfig, out_dir: str | Path, reporter: Reporter | None
 
     Config and data problems raise before the folder is created, so a failed start leaves nothing behind.
     """
-    experiment = build_experiment(config)
-    run_dir = create_run_folder(out_dir, config.name)
-    write_yaml(run_dir / "config.yaml", config.to_dict())
-    return RunResult(run_dir, Training(experiment, run_dir, reporter or SilentReporter()).train())
+    training = open_run(build_experiment(config), out_dir, reporter)
+    return RunResult(training.run_dir, training.train())
+
+
+def open_run(experiment: Experiment, out_dir: str | Path, reporter: Reporter | None = None,
+             stop_requests: Optional[StopRequests] = None) -> Training:
+    """A new run folder under `out_dir` with the resolved config in it, and the Training that will fill it.
+
+    Every run starts here: `run` and a vectorized sweep's batch alike. `stop_requests`: the signal
+    watcher the run answers (a batch's runs share the batch's); by default its own.
+    """
+    run_dir = create_run_folder(out_dir, experiment.config.name)
+    write_yaml(run_dir / "config.yaml", experiment.config.to_dict())
+    return Training(experiment, run_dir, reporter or SilentReporter(), stop_requests=stop_requests)
 
 
 def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
@@ -265,12 +276,25 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
 class Training:
     """One run of the shared loop; its attributes are the state a step reads and writes.
 
+    A driver trains it through a small public API, which `train` (the runner's own loop) uses:
+
+        begin()                                   once, before the first step
+        for batch in epoch_batches(): ...         the current epoch's batches (the rest of it, when resumed)
+            forward, backward, norms, clip, norms, optimizer step
+            if complete_step(...): break          record the step; True when the run must end here
+        end_epoch()                               False after the last epoch
+        finish()                                  test evaluation, plots, summary.json
+
+    (a vectorized sweep's batch calls finish's three parts, conclude / plot_arguments / write_summary,
+    itself, to draw many runs' plots at once).
+
     Given a resume point, it continues from there: the logs are cut back to the point's sizes and
     appended to, and every piece of state is loaded from it.
     """
 
     def __init__(self, experiment: Experiment, run_dir: Path, reporter: Reporter,
-                 resume_point: Optional[dict[str, Any]] = None) -> None:
+                 resume_point: Optional[dict[str, Any]] = None, stop_requests: Optional[StopRequests] = None
+                 ) -> None:
         self.experiment = experiment
         self.config = experiment.config
         self.run_dir = run_dir
@@ -280,6 +304,8 @@ class Training:
         self.dev_split = dataset.dev.to(experiment.device, experiment.dtype) if dataset.dev is not None else None
         self.test_split = dataset.test.to(experiment.device, experiment.dtype) if dataset.test is not None else None
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
+        self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
+                                                                      self.config.train.batch_size)
         self.recorder = StepRecorder(self._open_log("metrics.csv", metric_columns(experiment.parameter_names),
                                                     resume_point),
                                      experiment.parameter_names, self.config.train.record_norms)
@@ -298,7 +324,7 @@ class Training:
         self.divergence: Optional[Divergence] = None
         self.evaluations_without_improvement = 0
         self.early_stopped = False
-        self.stop_requests = StopRequests()
+        self.stop_requests = stop_requests or StopRequests()
         self.stopped_by: Optional[str] = None
         self.seconds_before = 0.0
         self.resumed_at_steps: list[int] = []
@@ -309,15 +335,81 @@ class Training:
             self.resumed_at_steps.append(self.step)
 
     def train(self) -> dict[str, Any]:
+        """The loop itself, as the articles write it; returns the summary once the run has ended.
+
+        It ends after the last step, at the first flush that finds a divergence, at an early stop, or at the
+        end of the step in which SIGINT or SIGTERM arrived.
+        """
+        model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
+        parameters = self.experiment.parameters
+        measure = gradient_norms if self.config.train.record_norms else self._unrecorded_norms(len(parameters))
+        for parameter in parameters:
+            parameter.grad = torch.zeros_like(parameter)
+        # Zeroed in place every step, these very tensors stay the gradients, so the list stays valid.
+        grads = [parameter.grad for parameter in parameters]
+        model.train()
+        with self.stop_requests, torch_threads(self.config.train.threads):
+            self.begin()
+            while True:
+                for batch in self.epoch_batches():
+                    torch._foreach_zero_(grads)
+                    loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
+                    loss.backward()
+                    before = measure(grads)
+                    outcome = clipper.clip(grads, parameters)
+                    after = measure(grads)
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    if self.complete_step(loss, before, after, outcome, lr):
+                        return self.finish()
+                if not self.end_epoch():
+                    return self.finish()
+
+    def begin(self) -> None:
+        """Before the first step (of this session, for a resumed run): the clock, the reporter, and a resume
+        point a run killed before its first flush can start again from."""
         self.started = time.perf_counter()
-        train_config = self.config.train
-        total_steps = train_config.epochs * steps_per_epoch(len(self.train_split), train_config.batch_size)
-        self.reporter.run_started(self.run_dir, total_steps - self.step)
-        with self.stop_requests, torch_threads(train_config.threads):
-            if self.step == 0:
-                self._save_resume_point()
-            self._train_steps(total_steps)
-            return self._finish()
+        self.reporter.run_started(self.run_dir, self.total_steps - self.step)
+        if self.step == 0:
+            self._save_resume_point()
+
+    def epoch_batches(self) -> Iterator[Split]:
+        """The current epoch's mini-batches; for a resumed run, those its epoch had left.
+
+        The epoch's order is drawn from the shuffle generator's state as the epoch begins, which a resume
+        point keeps, so a resumed epoch draws the same order again.
+        """
+        self.epoch_generator_state = self.generator.get_state()
+        return batches(self._epoch_split(), self.config.train.batch_size, self.config.train.shuffle, self.generator,
+                       skip=self.batches_done)
+
+    def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
+                      lr: float) -> bool:
+        """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip),
+        then flush, evaluate and save a resume point when due.
+
+        True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
+        """
+        self.step += 1
+        self.batches_done += 1
+        self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped)
+        self.reporter.step_done(self.step)
+        return self._end_step(self.stop_requests.received)
+
+    def end_epoch(self) -> bool:
+        """After an epoch's last batch: the schedule hears of it; False when it was the last epoch."""
+        self.batches_done = 0
+        self.experiment.schedule.epoch_ended()
+        if self.epoch == self.config.train.epochs:
+            return False
+        self.epoch += 1
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json; the summary."""
+        status, test = self.conclude()
+        plot_run(*self.plot_arguments())
+        return self.write_summary(status, test)
 
     def state_dict(self) -> dict[str, Any]:
         """A resume point: everything the next step depends on, and where each log ends (see gradexp.resume)."""
@@ -384,13 +476,9 @@ class Training:
                                                    "dev": dev, "config": self.config.to_dict()})
         self.best_saved = True
 
-    def end_step(self, total_steps: int, stop: Optional[signal.Signals]) -> bool:
-        """The end of a step, after its row: flush, evaluate and save a resume point when due.
-
-        True when the run must end here: it diverged, stopped early, or `stop` (SIGINT or SIGTERM) came.
-        """
+    def _end_step(self, stop: Optional[signal.Signals]) -> bool:
         train_config = self.config.train
-        due_for_eval = self.step % train_config.eval_every == 0 or self.step == total_steps
+        due_for_eval = self.step % train_config.eval_every == 0 or self.step == self.total_steps
         if not (stop or due_for_eval or self.recorder.pending >= train_config.flush_every):
             return False
         if self._flush():
@@ -406,40 +494,6 @@ class Training:
             self.stopped_by = stop.name
             return True
         return False
-
-    def _train_steps(self, total_steps: int) -> None:
-        """The loop itself; returns after the last step, at the first flush that finds a divergence, at an early
-        stop, or at the end of the step in which SIGINT or SIGTERM arrived."""
-        train_config = self.config.train
-        model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
-        parameters = self.experiment.parameters
-        measure = gradient_norms if train_config.record_norms else self._unrecorded_norms(len(parameters))
-        for parameter in parameters:
-            parameter.grad = torch.zeros_like(parameter)
-        # Zeroed in place every step, these very tensors stay the gradients, so the list stays valid.
-        grads = [parameter.grad for parameter in parameters]
-        model.train()
-        for self.epoch in range(self.epoch, train_config.epochs + 1):
-            self.epoch_generator_state = self.generator.get_state()
-            for batch in batches(self._epoch_split(), train_config.batch_size, train_config.shuffle, self.generator,
-                                 skip=self.batches_done):
-                self.step += 1
-                self.batches_done += 1
-                torch._foreach_zero_(grads)
-                loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
-                loss.backward()
-                before = measure(grads)
-                outcome = clipper.clip(grads, parameters)
-                after = measure(grads)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                self.recorder.record(self.step, self.epoch, lr, loss, before, after, outcome.threshold,
-                                     outcome.clipped)
-                self.reporter.step_done(self.step)
-                if self.end_step(total_steps, self.stop_requests.received):
-                    return
-            self.batches_done = 0
-            self.experiment.schedule.epoch_ended()
 
     def _unrecorded_norms(self, count: int):
         placeholder = torch.full((count,), math.nan, dtype=torch.float64, device=self.experiment.device)
@@ -499,12 +553,6 @@ class Training:
             return "diverged"
         return "interrupted" if self.stopped_by is not None else "completed"
 
-    def _finish(self) -> dict[str, Any]:
-        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json."""
-        status, test = self.conclude()
-        plot_run(*self.plot_arguments())
-        return self.write_summary(status, test)
-
     def conclude(self) -> tuple[str, Optional[dict[str, Any]]]:
         """Once the loop has returned: the last rows, the run's status, best.pt, and its test evaluation.
 
@@ -519,6 +567,11 @@ class Training:
         test = self._evaluate_test() if status != "interrupted" else None
         self.eval_log.close()
         return status, test
+
+    def abandon(self) -> None:
+        """Close the logs of a run whose driver crashed: its rows up to the crash stay, and no summary is written."""
+        self.recorder.log.close()
+        self.eval_log.close()
 
     def plot_arguments(self) -> tuple[Path, PlotConfig, list[str]]:
         """plot_run's arguments for this run."""
@@ -567,4 +620,4 @@ class Training:
         chosen = self.config.plot.params
         if chosen:
             return chosen
-        return list(getattr(self.experiment.model, "default_plot_parameters", self.experiment.parameter_names))
+        return list(self.experiment.model.default_plot_parameters)  # declared by every model: models.base.Model

@@ -10,9 +10,9 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from gradexp.config.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 from gradexp.evaluation import Metric
 from gradexp.registry import Registry
+from gradexp.value_types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 SCHEDULES: Registry = Registry("schedule")
 

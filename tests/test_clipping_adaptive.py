@@ -14,7 +14,9 @@ from torch import nn
 
 from gradexp.clipping import CLIP_MODES, autoclip
 from gradexp.config.loading import load_config
+from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
+from gradexp.models import MODELS
 from gradexp.runner import run
 from tests.conftest import CONFIGS
 
@@ -38,11 +40,24 @@ def clip_once(clipper, grads: list[torch.Tensor], params: list[torch.Tensor] | N
     return copies, outcome
 
 
+# Every clip builder receives the model; autoclip and zclip do not read it.
+MODEL = MODELS.get("mlp")(DataSpec("regression", (3,), 1), hidden=[3])
+
+
 # AGC ------------------------------------------------------------------------------------------------------
+
+def as_model(module: nn.Module) -> nn.Module:
+    """A torch module with a registered model's declarations (gradexp.models.base.Model), declaring no axis:
+    its layers are torch's own, whose units agc knows."""
+    module.default_plot_parameters = tuple(name for name, _ in module.named_parameters())
+    module.output_axes = {}
+    return module
+
 
 class ColumnUnits(nn.Module):
     """Stores W as (in x out) like the SRN, and declares it; b is (1 x out)."""
 
+    default_plot_parameters = ("W", "b")
     output_axes = {"W": 1}
 
     def __init__(self) -> None:
@@ -52,25 +67,27 @@ class ColumnUnits(nn.Module):
 
 
 class Undeclared(nn.Module):
+    default_plot_parameters = ("W",)
+    output_axes: dict[str, int] = {}
+
     def __init__(self) -> None:
         super().__init__()
         self.W = nn.Parameter(torch.ones(2, 3))
 
 
-def bound_agc(model: nn.Module, **params):
-    clipper = CLIP_MODES.get("agc")(**params)
-    clipper.bind(model)
-    return clipper
+def agc_for(model: nn.Module, **params):
+    """The agc clipper the registry builds for `model`, as gradexp.experiment does."""
+    return CLIP_MODES.get("agc")(model, **params)
 
 
 def test_agc_scales_each_row_of_a_linear_weight_and_the_bias_as_one_unit() -> None:
-    layer = nn.Linear(3, 2)
+    layer = as_model(nn.Linear(3, 2))
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]]))  # row norms 5 and 1
         layer.bias.zero_()  # norm 0, so its limit is λ·ε
     weight_grad = torch.tensor([[30.0, 40.0, 0.0], [0.0, 0.0, 0.05]])  # row norms 50 > 0.1·5, 0.05 < 0.1·1
     bias_grad = torch.tensor([3e-4, 4e-4])  # norm 5e-4 > 0.1·1e-3
-    grads, outcome = clip_once(bound_agc(layer, threshold=0.1), [weight_grad, bias_grad], list(layer.parameters()))
+    grads, outcome = clip_once(agc_for(layer, threshold=0.1), [weight_grad, bias_grad], list(layer.parameters()))
     torch.testing.assert_close(grads[0], torch.tensor([[0.3, 0.4, 0.0], [0.0, 0.0, 0.05]]))
     torch.testing.assert_close(grads[1], torch.tensor([6e-5, 8e-5]))
     assert bool(outcome.clipped) and float(outcome.threshold) == 0.1
@@ -81,28 +98,28 @@ def test_agc_scales_columns_where_the_module_declares_them() -> None:
     # Column norms 10 (limit 0.5·5), 2 (limit 0.5·ε: W's middle column is zero), 0.25 (limit 0.5·1, kept).
     w_grad = torch.tensor([[6.0, 2.0, 0.25], [8.0, 0.0, 0.0]])
     b_grad = torch.tensor([[1e-4, 0.0, 0.0]])  # one unit of norm 1e-4 < 0.5·ε
-    grads, outcome = clip_once(bound_agc(model, threshold=0.5), [w_grad, b_grad], list(model.parameters()))
+    grads, outcome = clip_once(agc_for(model, threshold=0.5), [w_grad, b_grad], list(model.parameters()))
     torch.testing.assert_close(grads[0], torch.tensor([[1.5, 5e-4, 0.25], [2.0, 0.0, 0.0]]))
     assert torch.equal(grads[1], b_grad)
     assert bool(outcome.clipped)
 
 
 def test_agc_takes_an_embedding_column_as_a_unit() -> None:
-    embedding = nn.Embedding(3, 2)
+    embedding = as_model(nn.Embedding(3, 2))
     with torch.no_grad():
         embedding.weight.copy_(torch.tensor([[1.0, 0.0], [2.0, 0.0], [2.0, 3.0]]))  # column norms 3, 3
     grad = torch.tensor([[0.0, 0.0], [0.0, 4.0], [3.0, 0.0]])  # column norms 3, 4; limit 1·3 clips the second
-    grads, _ = clip_once(bound_agc(embedding, threshold=1.0), [grad], list(embedding.parameters()))
+    grads, _ = clip_once(agc_for(embedding, threshold=1.0), [grad], list(embedding.parameters()))
     torch.testing.assert_close(grads[0], torch.tensor([[0.0, 0.0], [0.0, 3.0], [3.0, 0.0]]))
 
 
 def test_agc_matches_the_rule_unit_by_unit_on_a_random_network() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    model = as_model(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)))
     params = list(model.parameters())
     grads = [torch.randn_like(p) * scale for p, scale in zip(params, [3.0, 0.01, 1.0, 5.0])]
     threshold, eps = 0.2, 1e-3
-    ours, _ = clip_once(bound_agc(model, threshold=threshold), grads, params)
+    ours, _ = clip_once(agc_for(model, threshold=threshold), grads, params)
     for mine, grad, weight in zip(ours, grads, [p.detach() for p in params]):
         units = [(grad, weight)] if weight.dim() == 1 else list(zip(grad, weight))  # a row per output unit
         expected = []
@@ -114,43 +131,79 @@ def test_agc_matches_the_rule_unit_by_unit_on_a_random_network() -> None:
 
 def test_agc_leaves_excluded_parameters_alone() -> None:
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    model = as_model(nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2)))
     params = list(model.parameters())
     grads = [torch.randn_like(p) * 100 for p in params]
-    ours, outcome = clip_once(bound_agc(model, threshold=0.01, exclude=["1"]), grads, params)
+    ours, outcome = clip_once(agc_for(model, threshold=0.01, exclude=["1"]), grads, params)
     assert torch.equal(ours[2], grads[2]) and torch.equal(ours[3], grads[3])  # module "1": the final layer
     assert not torch.equal(ours[0], grads[0]) and bool(outcome.clipped)
-    only_biases_kept, _ = clip_once(bound_agc(model, threshold=0.01, exclude=["*.bias"]), grads, params)
+    only_biases_kept, _ = clip_once(agc_for(model, threshold=0.01, exclude=["*.bias"]), grads, params)
     assert torch.equal(only_biases_kept[1], grads[1]) and not torch.equal(only_biases_kept[2], grads[2])
 
 
 def test_agc_unclipped_step_reports_false_and_changes_nothing() -> None:
-    model = nn.Linear(2, 2)
+    model = as_model(nn.Linear(2, 2))
     grads = [torch.full((2, 2), 1e-6), torch.zeros(2)]
-    ours, outcome = clip_once(bound_agc(model, threshold=0.1), grads, list(model.parameters()))
+    ours, outcome = clip_once(agc_for(model, threshold=0.1), grads, list(model.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(ours, grads)) and not bool(outcome.clipped)
 
 
 @pytest.mark.parametrize("model, exclude, key, message", [
     (Undeclared(), None, "clip.mode", "declare `output_axes"),
-    (nn.Linear(2, 2), ["classifer"], "clip.exclude", "'classifer' matches no parameter; the model has weight, bias"),
-    (nn.Linear(2, 2), ["*"], "clip.exclude", "excludes every parameter"),
+    (as_model(nn.Linear(2, 2)), ["classifer"], "clip.exclude",
+     "'classifer' matches no parameter; the model has weight, bias"),
+    (as_model(nn.Linear(2, 2)), ["*"], "clip.exclude", "excludes every parameter"),
 ])
-def test_agc_bind_rejects_what_it_cannot_clip(model, exclude, key, message) -> None:
+def test_agc_rejects_what_it_cannot_clip_when_built(model, exclude, key, message) -> None:
     with pytest.raises(ConfigError) as failure:
-        bound_agc(model, threshold=0.1, exclude=exclude)
+        agc_for(model, threshold=0.1, exclude=exclude)
     assert failure.value.key == key and message in failure.value.message
 
 
-def test_agc_needs_bind_before_clip() -> None:
-    with pytest.raises(RuntimeError, match="bind"):
-        CLIP_MODES.get("agc")(threshold=0.1).clip([torch.ones(2)], [torch.ones(2)])
+def expected_agc(grad: torch.Tensor, weight: torch.Tensor, axis: int | None, threshold: float, eps: float
+                 ) -> torch.Tensor:
+    """The paper's rule, one unit at a time: the slices along `axis` (the output axis), or the whole tensor."""
+    if axis is None:
+        units = [(grad, weight)]
+    else:
+        units = list(zip(grad.unbind(axis), weight.unbind(axis)))
+    clipped = []
+    for g, w in units:
+        limit = threshold * max(float(w.norm()), eps)
+        clipped.append(g * (limit / float(g.norm())) if float(g.norm()) > limit else g)
+    return clipped[0] if axis is None else torch.stack(clipped, dim=axis)
+
+
+@pytest.mark.parametrize("name, spec, params, axes", [
+    # The SRN stores W and U as (in x hidden): its units are columns, as the model declares; the embedding's
+    # units are columns too (torch's layout), the classifier's rows; b (1 x hidden) and the bias are one unit.
+    ("srn", DataSpec("classification", (6,), 3, vocab_size=5), {"input_size": 4, "hidden_size": 3},
+     {"embedding.weight": 1, "rnn_model.W": 1, "rnn_model.U": 1, "rnn_model.b": None, "classifier.weight": 0,
+      "classifier.bias": None}),
+    # Batch norm's gamma and beta are vectors, each one unit.
+    ("mlp", DataSpec("regression", (4,), 2), {"hidden": [3], "batch_norm": True},
+     {"layers.0.weight": 0, "layers.1.weight": 0, "layers.1.bias": None, "norms.0.weight": None,
+      "norms.0.bias": None}),
+])
+def test_agc_built_through_the_registry_with_a_registered_model_clips_each_unit(name, spec, params, axes) -> None:
+    torch.manual_seed(3)
+    model = MODELS.get(name)(spec, **params).double()
+    named = dict(model.named_parameters())
+    assert list(named) == list(axes)
+    weights = [p.detach() for p in named.values()]
+    grads = [torch.randn_like(p) * scale for p, scale in zip(weights, [5.0, 0.01, 2.0, 1.0, 0.3, 4.0])]
+    threshold, eps = 0.1, 1e-3
+    ours, outcome = clip_once(CLIP_MODES.get("agc")(model, threshold=threshold), grads, weights)
+    for parameter, mine, grad, weight in zip(named, ours, grads, weights):
+        torch.testing.assert_close(mine, expected_agc(grad, weight, axes[parameter], threshold, eps),
+                                   msg=lambda text: f"{parameter}: {text}")
+    assert bool(outcome.clipped)
 
 
 # AutoClip -------------------------------------------------------------------------------------------------
 
 def test_autoclip_first_steps_by_hand() -> None:
-    clipper = CLIP_MODES.get("autoclip")()  # percentile 10
+    clipper = CLIP_MODES.get("autoclip")(MODEL)  # percentile 10
     first, outcome = clip_once(clipper, [torch.tensor([3.0, 4.0])])  # norm 5: history [5], threshold 5
     assert torch.equal(first[0], torch.tensor([3.0, 4.0])) and float(outcome.threshold) == 5.0
     assert not bool(outcome.clipped)
@@ -166,7 +219,7 @@ def test_autoclip_first_steps_by_hand() -> None:
 @pytest.mark.parametrize("percentile", [0.0, 10.0, 37.5, 90.0, 100.0])
 def test_autoclip_threshold_is_numpy_percentile_of_every_norm_so_far(percentile: float, monkeypatch) -> None:
     monkeypatch.setattr(autoclip, "INITIAL_HISTORY_CAPACITY", 2)  # make the buffer grow several times
-    clipper = CLIP_MODES.get("autoclip")(percentile=percentile)
+    clipper = CLIP_MODES.get("autoclip")(MODEL, percentile=percentile)
     norms = np.random.default_rng(0).lognormal(0.0, 1.5, size=40)
     for step, norm in enumerate(norms, start=1):
         grads, outcome = clip_once(clipper, [vector_with_norm(norm, seed=step)])
@@ -178,10 +231,10 @@ def test_autoclip_threshold_is_numpy_percentile_of_every_norm_so_far(percentile:
 
 def test_autoclip_state_round_trip_reproduces_later_steps() -> None:
     norms = [4.0, 1.0, 9.0, 2.0, 30.0, 0.5, 7.0, 3.0]
-    original = CLIP_MODES.get("autoclip")(percentile=25)
+    original = CLIP_MODES.get("autoclip")(MODEL, percentile=25)
     for step, norm in enumerate(norms[:4]):
         clip_once(original, [vector_with_norm(norm, seed=step)])
-    restored = CLIP_MODES.get("autoclip")(percentile=25)
+    restored = CLIP_MODES.get("autoclip")(MODEL, percentile=25)
     restored.load_state_dict(by_checkpoint(original.state_dict()))
     torch.testing.assert_close(restored.state_dict()["norms"], torch.tensor(norms[:4], dtype=torch.float64),
                                rtol=1e-12, atol=0)
@@ -217,7 +270,7 @@ def reference_zclip(norms: list[float], alpha: float, z_threshold: float, warmup
 
 
 def test_zclip_warms_up_then_scales_a_spike_to_the_reciprocal_threshold() -> None:
-    clipper = CLIP_MODES.get("zclip")(warmup_steps=3)  # alpha 0.97, z_threshold 2.5
+    clipper = CLIP_MODES.get("zclip")(MODEL, warmup_steps=3)  # alpha 0.97, z_threshold 2.5
     for norm in [1.0, 2.0, 30.0]:  # a spike inside the warm-up passes untouched
         grads, outcome = clip_once(clipper, [vector_with_norm(norm)])
         assert float(grads[0].norm()) == pytest.approx(norm, rel=1e-12)
@@ -244,7 +297,7 @@ def test_zclip_follows_the_rule_over_a_noisy_run_with_spikes() -> None:
     norms = list(rng.normal(10.0, 1.0, size=60))
     for spike_at in (30, 31, 45):
         norms[spike_at] *= 8
-    clipper = CLIP_MODES.get("zclip")(alpha=0.9, z_threshold=2.0, warmup_steps=10)
+    clipper = CLIP_MODES.get("zclip")(MODEL, alpha=0.9, z_threshold=2.0, warmup_steps=10)
     expected = reference_zclip(norms, alpha=0.9, z_threshold=2.0, warmup=10)
     clipped_steps = []
     for step, (norm, (threshold, after)) in enumerate(zip(norms, expected)):
@@ -262,10 +315,10 @@ def test_zclip_follows_the_rule_over_a_noisy_run_with_spikes() -> None:
 @pytest.mark.parametrize("saved_after", [2, 7])  # inside the warm-up, and after it
 def test_zclip_state_round_trip_reproduces_later_steps(saved_after: int) -> None:
     norms = [3.0, 3.5, 2.5, 3.2, 3.1, 20.0, 3.0, 2.9, 40.0, 3.3, 3.0]
-    original = CLIP_MODES.get("zclip")(warmup_steps=4)
+    original = CLIP_MODES.get("zclip")(MODEL, warmup_steps=4)
     for step, norm in enumerate(norms[:saved_after]):
         clip_once(original, [vector_with_norm(norm, seed=step)])
-    restored = CLIP_MODES.get("zclip")(warmup_steps=4)
+    restored = CLIP_MODES.get("zclip")(MODEL, warmup_steps=4)
     restored.load_state_dict(by_checkpoint(original.state_dict()))
     for step, norm in enumerate(norms[saved_after:]):
         grad = vector_with_norm(norm, seed=step)
@@ -291,10 +344,10 @@ def test_bad_adaptive_settings_are_rejected(write_config, clip, key, expected) -
 
 
 def test_defaults_are_the_papers() -> None:
-    zclip = CLIP_MODES.get("zclip")()
+    zclip = CLIP_MODES.get("zclip")(MODEL)
     assert (zclip.alpha, zclip.z_threshold, zclip.warmup_steps) == (0.97, 2.5, 25)
-    assert CLIP_MODES.get("autoclip")().quantile == 0.1
-    assert CLIP_MODES.get("agc")(threshold=0.01).eps == 1e-3
+    assert CLIP_MODES.get("autoclip")(MODEL).quantile == 0.1
+    assert CLIP_MODES.get("agc")(MODEL, threshold=0.01).eps == 1e-3
 
 
 def run_metrics(write_config, tmp_path: Path, clip: dict) -> pd.DataFrame:

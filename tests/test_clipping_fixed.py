@@ -8,9 +8,13 @@ import pytest
 import torch
 
 from gradexp.clipping import CLIP_MODES
-from gradexp.clipping.base import clip_points
+from gradexp.data.base import DataSpec
+from gradexp.models import MODELS
+from gradexp.sweep.backends.vectorized import clip_points
 
 NORM_TYPES = [1.0, 2.0, math.inf]
+# Every clip builder receives the model; the fixed rules do not read it.
+MODEL = MODELS.get("mlp")(DataSpec("regression", (3,), 1), hidden=[3])
 
 
 def gradients(seed: int = 0, scale: float = 10.0) -> list[torch.Tensor]:
@@ -28,7 +32,7 @@ def as_parameters(grads: list[torch.Tensor]) -> list[torch.nn.Parameter]:
 
 def clipped_by_gradexp(mode: str, grads: list[torch.Tensor], **params) -> tuple[list[torch.Tensor], object]:
     copies = [g.clone() for g in grads]
-    outcome = CLIP_MODES.get(mode)(**params).clip(copies, [torch.zeros_like(g) for g in grads])
+    outcome = CLIP_MODES.get(mode)(MODEL, **params).clip(copies, [torch.zeros_like(g) for g in grads])
     return copies, outcome
 
 
@@ -97,7 +101,7 @@ def test_points_clipped_together_get_the_bits_each_gets_alone() -> None:
     must be those of its own clip, bit for bit, whatever the others' modes and thresholds."""
     settings = [("norm", {"threshold": 0.5}), ("none", {}), ("norm", {"threshold": 30.0}), ("value", {"threshold": 1.0}),
                 ("norm", {"threshold": 3.0, "norm_type": 1.0}), ("norm", {"threshold": 5.0}), ("norm", {"threshold": 1e4})]
-    clippers = [CLIP_MODES.get(mode)(**params) for mode, params in settings]
+    clippers = [CLIP_MODES.get(mode)(MODEL, **params) for mode, params in settings]
     points = [gradients(seed) for seed in range(len(clippers))]
     together = [[g.clone() for g in grads] for grads in points]
     outcomes = clip_points(clippers, together, together)

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from gradexp.cli import main
-from gradexp.compare import build_table, format_table, gather_runs
+from gradexp.compare import WIDE, build_table, format_table, gather_runs
 from gradexp.compare.explosion import first_explosion
 from gradexp.compare.figure import comparison_figure
 from gradexp.compare.runs import flatten, unique_names
@@ -47,7 +47,8 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, ["compare", *map(str, args)])
+    # A fixed terminal width: the compact table's columns depend on it.
+    return CliRunner(env={"COLUMNS": "100"}).invoke(main, ["compare", *map(str, args)])
 
 
 def row_of(table, run_dir: Path) -> dict:
@@ -137,7 +138,7 @@ def test_summary_cells(tiny_runs) -> None:
             assert row[f"max_grad_norm/{parameter}"] == summary["max_grad_norm"][parameter]
             assert row[f"median_grad_norm/{parameter}"] == summary["median_grad_norm"][parameter]
     # The printed table shows the SRN's plot parameters by their short names, not the embedding or the head.
-    header = format_table(table).splitlines()[0].split()
+    header = format_table(table, WIDE).splitlines()[0].split()
     assert {"W", "U", "b"} <= set(header) and "embedding.weight" not in header
 
 
@@ -190,7 +191,7 @@ def test_table_columns_are_the_differing_config_fields(tiny_runs) -> None:
     row = row_of(table, tiny_runs["explode"])
     assert row["clip.mode"] == "none" and row["clip.threshold"] is None
     assert row_of(table, tiny_runs["clip_norm"])["clip.threshold"] == 5.0
-    printed = format_table(table)
+    printed = format_table(table, WIDE)
     assert "optimizer.lr" not in printed and "n/a" in printed
     assert table.labels[[r.path for r in table.runs].index(tiny_runs["clip_global"])] == (
         "clip.mode=global_norm, clip.threshold=50.0, clip.norm_type=2.0")
@@ -226,7 +227,7 @@ def test_figure_has_one_curve_per_run_per_panel(tiny_runs) -> None:
 # Through the command line ----------------------------------------------------------------------------------
 
 def test_cli_writes_table_csv_and_pdf(tiny_runs, tmp_path: Path) -> None:
-    result = invoke(tiny_runs["explode"].parent, "--out", tmp_path / "cmp")
+    result = invoke(tiny_runs["explode"].parent, "--out", tmp_path / "cmp", "--wide")
     assert result.exit_code == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0].startswith("run ") and "explode>100" in lines[0] and len(lines) == 1 + 3 + 1
@@ -265,7 +266,7 @@ def test_mixes_of_run_folders_and_parents(tiny_runs, tmp_path: Path) -> None:
     assert gathered.failures == []
     assert [run_record.path for run_record in gathered.runs] == [tiny_runs["explode"], *sorted(
         p for p in runs_folder.iterdir() if p != tiny_runs["explode"]), tmp_path / "outer" / "sweep" / "copied"]
-    result = invoke(tiny_runs["clip_global"], tmp_path / "outer", "--out", tmp_path / "cmp")
+    result = invoke(tiny_runs["clip_global"], tmp_path / "outer", "--out", tmp_path / "cmp", "--wide")
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1 + 2 + 1
 
 
@@ -334,7 +335,7 @@ def test_no_arguments(tmp_path: Path) -> None:
 
 def test_one_bad_run_is_skipped_and_the_rest_compared(tiny_runs, tmp_path: Path) -> None:
     broken = broken_run(tiny_runs, tmp_path, "metrics.csv", "")
-    result = invoke(tiny_runs["clip_norm"], broken, tiny_runs["clip_global"], "--out", tmp_path / "cmp")
+    result = invoke(tiny_runs["clip_norm"], broken, tiny_runs["clip_global"], "--out", tmp_path / "cmp", "--wide")
     assert result.exit_code == 1 and one_line(result.stderr) and str(broken / "metrics.csv") in result.stderr
     compared = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert list(compared["run"]) == [tiny_runs["clip_norm"].name, tiny_runs["clip_global"].name]

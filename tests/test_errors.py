@@ -25,9 +25,10 @@ from gradexp.clipping import CLIP_MODES
 from gradexp.config.loading import apply_overrides, config_from_dict, load_config, parse_yaml
 from gradexp.config.schema import SECTION_NAMES, ExperimentConfig, plain_section_keys
 from gradexp.data import DATASETS
-from gradexp.errors import ConfigError, DataError, GradexpError, OutputError
+from gradexp.errors import ConfigError, DataError, GradexpError, OptionError, OutputError
 from gradexp.models import MODELS
 from gradexp.optim import OPTIMIZERS
+from gradexp.sweep import plan_sweep
 from tests.conftest import TINY_SRN, merged
 
 
@@ -273,10 +274,23 @@ def test_load_config_reads_overrides_through_the_same_checks(write_config) -> No
 @pytest.mark.parametrize("error", [ConfigError("a.yaml", "optimizer.lr", "expected a number"),
                                    ConfigError("", "--jobs", "expected at least 1"),
                                    DataError("runs/x/metrics.csv", "no such file"),
-                                   OutputError("runs/x", "cannot be written")])
+                                   OutputError("runs/x", "cannot be written"),
+                                   OptionError("--metric", "expected one of test, best_dev, got 'f1'")])
 def test_errors_cross_process_boundaries_unchanged(error: GradexpError) -> None:
     # what a worker process's error goes through on its way back (plotting.plot_runs)
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert vars(copy) == vars(error)
+
+
+def test_an_option_mistake_names_the_option_alone_in_one_line_with_exit_2(write_config, tmp_path: Path) -> None:
+    config = write_config()
+    with pytest.raises(OptionError) as raised:
+        plan_sweep(config, [], ["optimizer.lr=0.1,0.2"], 1, metric="acuracy")
+    assert (raised.value.option, raised.value.exit_code) == ("--metric", 2)
+    assert str(raised.value).startswith("--metric: expected one of ") and str(config) not in str(raised.value)
+    result = invoke("sweep", config, "--grid", "optimizer.lr=0.1,0.2", "--metric", "acuracy", "--out", tmp_path)
+    assert_one_line_error(result, "--metric: expected one of ")
+    assert result.stderr == f"error: {raised.value}\n"
+    assert not list(tmp_path.glob("sweep-*"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradexp.optim import OPTIMIZERS, is_plain_sgd, sgd_steps_together
+from gradexp.optim import OPTIMIZERS
+from gradexp.sweep.backends.vectorized import is_plain_sgd, sgd_steps_together
 
 
 def model_and_optimizer(seed: int, name: str = "sgd", **settings) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -17,7 +17,9 @@ from gradexp.config.loading import load_config
 from gradexp.errors import ConfigError
 from gradexp.runner import run
 from gradexp.sweep import plan_sweep, run_sweep
-from gradexp.sweep.execution import FAILED
+from gradexp.sweep.backends.local import LocalBackend
+from gradexp.sweep.backends.vectorized import VectorizedBackend
+from gradexp.sweep.outcomes import FAILED
 from tests.conftest import CONFIGS
 from gradexp.sweep.grid import expand, parse_axis, point_config
 
@@ -95,7 +97,7 @@ def test_sweep_writes_a_run_folder_per_point_and_one_row_each(write_config, tmp_
     plan = plan_sweep(path, ["train.epochs=1"], ["optimizer.lr=0.05,0.5,0", "clip.threshold=0.3,none"], seeds=1,
                       metric="best_dev")
     heard = []
-    result = run_sweep(plan, tmp_path / "runs", finished=heard.append)
+    result = run_sweep(plan, tmp_path / "runs", LocalBackend(), finished=heard.append)
     assert result.folder.parent == tmp_path / "runs" and result.folder.name.startswith("sweep-tiny-")
     assert sorted(outcome.point.index for outcome in heard) == list(range(6))
     table = pd.read_csv(result.folder / "sweep.csv", keep_default_na=False, na_values=[""])
@@ -119,7 +121,7 @@ def test_sweep_writes_a_run_folder_per_point_and_one_row_each(write_config, tmp_
 
 def test_a_diverged_or_crashed_point_does_not_stop_the_others(write_config, tmp_path: Path) -> None:
     plan = plan_sweep(write_config(), [], ["optimizer.lr=1.0e+30,1.0e+300,0.1"], seeds=1)
-    result = run_sweep(plan, tmp_path)
+    result = run_sweep(plan, tmp_path, LocalBackend())
     diverged, crashed, completed = result.outcomes
     assert diverged.status == "diverged" and completed.status == "completed"
     assert crashed.status == FAILED and "overflow" in crashed.error
@@ -129,8 +131,8 @@ def test_a_diverged_or_crashed_point_does_not_stop_the_others(write_config, tmp_
 
 def test_parallel_jobs_train_the_same_runs(write_config, tmp_path: Path) -> None:
     plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,0.5"], seeds=1)
-    one = run_sweep(plan, tmp_path / "one", jobs=1)
-    two = run_sweep(plan, tmp_path / "two", jobs=2)
+    one = run_sweep(plan, tmp_path / "one", LocalBackend(jobs=1))
+    two = run_sweep(plan, tmp_path / "two", LocalBackend(jobs=2))
     for first, second in zip(one.outcomes, two.outcomes):
         assert second.status == "completed"
         assert (first.run_dir / "metrics.csv").read_bytes() == (second.run_dir / "metrics.csv").read_bytes()
@@ -219,10 +221,10 @@ def failing_report(outcome) -> None:
     raise ReportFailed(outcome.point.name)
 
 
-@pytest.mark.parametrize("backend", [dict(jobs=2), dict(vectorize=True)], ids=["jobs", "vectorized"])
+@pytest.mark.parametrize("backend", [LocalBackend(jobs=2), VectorizedBackend()], ids=["jobs", "vectorized"])
 def test_a_failing_report_is_not_taken_for_a_failed_point(write_config, tmp_path: Path, backend) -> None:
     # Before, the report's error marked the point (--jobs) or its batch-mates (--vectorize) failed and the sweep
     # went on; it is the caller's bug, so it reaches the caller.
     plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,0.1"], 1)
     with pytest.raises(ReportFailed):
-        run_sweep(plan, tmp_path, finished=failing_report, **backend)
+        run_sweep(plan, tmp_path, backend, finished=failing_report)

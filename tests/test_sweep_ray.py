@@ -31,12 +31,13 @@ from gradexp.cli import main
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.table import table_csv
 from gradexp.config.loading import load_config
-from gradexp.errors import ConfigError
+from gradexp.errors import OptionError
 from gradexp.resume import RESUME_POINT
 from gradexp.threads import torch_threads
 from gradexp.sweep import plan_sweep, run_sweep
-from gradexp.sweep.execution import FAILED, INTERRUPTED, NOT_RUN
-from gradexp.sweep_ray import (SCRATCH_PREFIX, RayBackend, StopFlag, check_reachable, dashboard_link, ray_session,
+from gradexp.sweep.backends.local import LocalBackend
+from gradexp.sweep.outcomes import FAILED, INTERRUPTED, NOT_RUN
+from gradexp.sweep.backends.ray import (SCRATCH_PREFIX, RayBackend, StopFlag, check_reachable, dashboard_link, ray_session,
                                  train_and_pack)
 from tests.conftest import CONFIGS
 from tests.test_sweep import assert_one_diverged_one_completed
@@ -84,9 +85,9 @@ def assert_same_runs(local: Path, remote: Path) -> None:
 def test_a_sweep_through_ray_writes_what_a_local_sweep_writes(ray_cluster, write_config, tmp_path: Path) -> None:
     path = write_config(clip={"mode": "norm", "threshold": 0.3})
     plan = plan_sweep(path, ["train.epochs=1"], ["optimizer.lr=0.05,0.5", "clip.threshold=0.3,none"], seeds=1)
-    local = run_sweep(plan, tmp_path / "local")
+    local = run_sweep(plan, tmp_path / "local", LocalBackend())
     heard = []
-    remote = run_sweep(plan, tmp_path / "ray", finished=heard.append, backend=RayBackend(retries=2))
+    remote = run_sweep(plan, tmp_path / "ray", RayBackend(retries=2), finished=heard.append)
     assert sorted(outcome.point.index for outcome in heard) == [0, 1, 2, 3]
     assert [outcome.status for outcome in remote.outcomes] == ["completed"] * 4
     assert all(outcome.run_dir.parent == remote.folder for outcome in remote.outcomes)
@@ -100,8 +101,8 @@ def test_a_sweep_through_ray_writes_what_a_local_sweep_writes(ray_cluster, write
 def test_bad_values_are_reported_and_the_other_points_finish(ray_cluster, write_config, tmp_path: Path) -> None:
     """-1 is refused before any run; 1e300 overflows inside its run on the worker; both as with the local backend."""
     plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,-1,1.0e+300"], seeds=1)
-    local = run_sweep(plan, tmp_path / "local")
-    remote = run_sweep(plan, tmp_path / "ray", backend=RayBackend())
+    local = run_sweep(plan, tmp_path / "local", LocalBackend())
+    remote = run_sweep(plan, tmp_path / "ray", RayBackend())
     completed, refused, crashed = remote.outcomes
     assert completed.status == "completed"
     assert refused.status == FAILED and "optimizer.lr (from --grid): expected a value > 0" in refused.error
@@ -162,14 +163,14 @@ def test_a_worker_killed_mid_run_is_retried_and_its_run_is_whole(ray_cluster, wr
     plan = plan_sweep(write_config(), ["train.epochs=200", "train.flush_every=2", "train.eval_every=1000"],
                       ["optimizer.lr=0.05"], seeds=1)
     watcher, killed = kill_worker_once("000-lr0.05-seed0")
-    remote = run_sweep(plan, tmp_path / "ray", backend=RayBackend(retries=1))
+    remote = run_sweep(plan, tmp_path / "ray", RayBackend(retries=1))
     watcher.join()
     assert killed, "the watcher never saw the point train"
     shutil.rmtree(killed["scratch"])  # the killed attempt's temporary folder: nothing was left to remove it
     steps = remote.outcomes[0].run_dir.joinpath("metrics.csv").read_text().count("\n") - 1
     assert 0 < killed["rows"] < steps  # killed mid-run
     assert remote.outcomes[0].status == "completed"
-    assert_same_runs(run_sweep(plan, tmp_path / "local").folder, remote.folder)
+    assert_same_runs(run_sweep(plan, tmp_path / "local", LocalBackend()).folder, remote.folder)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's open files in /proc")
@@ -178,7 +179,7 @@ def test_a_point_whose_worker_dies_every_time_fails_and_the_others_finish(ray_cl
     plan = plan_sweep(write_config(), ["train.epochs=200", "train.flush_every=2", "train.eval_every=1000"],
                       ["optimizer.lr=0.05,0.1"], seeds=1)
     watcher, killed = kill_worker_once("001-lr0.1-seed0")
-    remote = run_sweep(plan, tmp_path, backend=RayBackend(retries=0))
+    remote = run_sweep(plan, tmp_path, RayBackend(retries=0))
     watcher.join()
     assert killed
     shutil.rmtree(killed["scratch"])
@@ -219,7 +220,7 @@ def test_a_stop_request_cancels_the_outstanding_points(ray_cluster, write_config
         return any(sweeps.glob("sweep-*/000-*/summary.json")) and bool(training_at_signal)
 
     sender = send_sigint_when(ready)
-    remote = run_sweep(plan, sweeps, backend=RayBackend())
+    remote = run_sweep(plan, sweeps, RayBackend())
     sender.join()
     short, *long_points = remote.outcomes
     short_summary = json.loads((short.run_dir / "summary.json").read_text())
@@ -293,7 +294,9 @@ def test_cli_sweep_of_a_shipped_config_through_ray_is_the_local_sweep(ray_cluste
 @pytest.mark.parametrize("arguments,message", [
     (["--address", "auto"], "error: --address: only used with --backend ray"),
     (["--retries", "3"], "error: --retries: only used with --backend ray"),
-    (["--backend", "ray", "--jobs", "2"], "error: --backend: --jobs and --vectorize are for the local backend"),
+    (["--backend", "ray", "--jobs", "2"], "error: --jobs: only used with --backend local"),
+    (["--vectorize", "--cpus-per-run", "2"], "error: --cpus-per-run: only used with --backend local or ray"),
+    (["--vectorize", "--backend", "ray"], "error: --vectorize: means --backend vectorized; it cannot go with --backend ray"),
 ])
 def test_cli_ray_options_that_do_not_fit_are_one_line_errors(write_config, tmp_path: Path, arguments,
                                                              message) -> None:
@@ -326,9 +329,9 @@ def test_an_address_where_nothing_answers_is_a_one_line_error_at_once() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     started = time.monotonic()
-    with pytest.raises(ConfigError, match=f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers"):
+    with pytest.raises(OptionError, match=f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers"):
         check_reachable(f"127.0.0.1:{port}")
-    with pytest.raises(ConfigError, match="nothing answers"):
+    with pytest.raises(OptionError, match="nothing answers"):
         check_reachable(f"ray://127.0.0.1:{port}")
     assert time.monotonic() - started < 5  # ray.init would retry for ever
     check_reachable("auto")  # Ray's own names are left to Ray

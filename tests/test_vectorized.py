@@ -12,12 +12,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import gradexp.vectorized
+import gradexp.sweep.backends.vectorized as vectorized_backend
 from gradexp.cli import main
 from gradexp.config.loading import load_config
 from gradexp.experiment import build_experiment
 from gradexp.sweep import SweepResult, plan_sweep, run_sweep
-from gradexp.vectorized import batch_key
+from gradexp.sweep.backends.local import LocalBackend
+from gradexp.sweep.backends.vectorized import VectorizedBackend, batch_key
 
 TINY_MLP: dict[str, Any] = {
     "data": {"name": "regression", "n_samples": 200, "n_features": 5, "train_size": 100},
@@ -66,7 +67,7 @@ def assert_twins(sequential: SweepResult, vectorized: SweepResult) -> None:
 def sweep_both_ways(path: Path, overrides: list[str], grid: list[str], out: Path, seeds: int = 1
                     ) -> tuple[SweepResult, SweepResult]:
     plan = plan_sweep(path, overrides, grid, seeds)
-    return run_sweep(plan, out / "sequential"), run_sweep(plan, out / "vectorized", vectorize=True)
+    return run_sweep(plan, out / "sequential", LocalBackend()), run_sweep(plan, out / "vectorized", VectorizedBackend())
 
 
 def test_srn_runs_match_their_sequential_twins(write_config, tmp_path: Path) -> None:
@@ -111,9 +112,9 @@ def test_points_of_different_shapes_train_in_separate_batches(write_config, tmp_
 def test_a_point_alone_in_its_shape_trains_through_the_runner(write_config, tmp_path: Path, monkeypatch) -> None:
     path = write_config(train={"dtype": "float64", "epochs": 1})
     batches = []
-    monkeypatch.setattr("gradexp.vectorized.Batch.train", lambda self: batches.append(self) or [])
-    vectorized = run_sweep(plan_sweep(path, [], ["model.hidden_size=4,6"], 1), tmp_path, vectorize=True)
-    assert not batches and [o.status for o in vectorized.outcomes] == ["completed", "completed"]
+    monkeypatch.setattr(vectorized_backend.Batch, "train", lambda self: batches.append(self) or iter([]))
+    result = run_sweep(plan_sweep(path, [], ["model.hidden_size=4,6"], 1), tmp_path, VectorizedBackend())
+    assert not batches and [o.status for o in result.outcomes] == ["completed", "completed"]
 
 
 def test_cli_sweep_vectorize(write_config, tmp_path: Path) -> None:
@@ -128,9 +129,9 @@ def test_cli_sweep_vectorize(write_config, tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_vectorized_on_cuda_matches_cpu(write_config, tmp_path: Path) -> None:
     path = write_config(train={"dtype": "float64", "epochs": 1})
-    on_cpu = run_sweep(plan_sweep(path, [], ["optimizer.lr=0.05,0.1"], 1), tmp_path / "cpu", vectorize=True)
+    on_cpu = run_sweep(plan_sweep(path, [], ["optimizer.lr=0.05,0.1"], 1), tmp_path / "cpu", VectorizedBackend())
     on_gpu = run_sweep(plan_sweep(path, ["train.device=cuda"], ["optimizer.lr=0.05,0.1"], 1), tmp_path / "gpu",
-                       vectorize=True)
+                       VectorizedBackend())
     for cpu, gpu in zip(on_cpu.outcomes, on_gpu.outcomes):
         pd.testing.assert_frame_equal(pd.read_csv(gpu.run_dir / "metrics.csv"),
                                       pd.read_csv(cpu.run_dir / "metrics.csv"), rtol=1e-7, atol=1e-9)
@@ -145,11 +146,11 @@ def test_points_clipped_and_stepped_together_write_the_bytes_of_points_stepped_a
     path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"epochs": 2})
     plan = plan_sweep(path, [], ["optimizer.lr=0.05,0.5", "optimizer.momentum=0,0.9", "clip.threshold=0.3,2,none"],
                       seeds=1)
-    together = run_sweep(plan, tmp_path / "together", vectorize=True)
-    monkeypatch.setattr(gradexp.vectorized, "is_plain_sgd", lambda optimizer: False)
-    monkeypatch.setattr(gradexp.vectorized, "clip_points", lambda clippers, grads, params: [
+    together = run_sweep(plan, tmp_path / "together", VectorizedBackend())
+    monkeypatch.setattr(vectorized_backend, "is_plain_sgd", lambda optimizer: False)
+    monkeypatch.setattr(vectorized_backend, "clip_points", lambda clippers, grads, params: [
         clipper.clip(point_grads, point_params) for clipper, point_grads, point_params in zip(clippers, grads, params)])
-    alone = run_sweep(plan, tmp_path / "alone", vectorize=True)
+    alone = run_sweep(plan, tmp_path / "alone", VectorizedBackend())
     for shared, own in zip(together.outcomes, alone.outcomes):
         assert shared.status == own.status == "completed"
         for name in ("metrics.csv", "eval.csv"):

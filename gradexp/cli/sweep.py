@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import click
 
 from gradexp.cli import overrides_option, reports_errors
-from gradexp.errors import ConfigError
+from gradexp.errors import OptionError
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
-    from gradexp.sweep import PointOutcome, SweepPlan, SweepResult
-    from gradexp.sweep_ray import RayBackend
+    from gradexp.sweep import PointOutcome, SweepBackend
+    from gradexp.sweep.backends.ray import RaySession
 
-# Options that only mean something with --backend ray (--cpus-per-run also sizes the local --jobs workers).
-RAY_OPTIONS = ("address", "gpus_per_run", "retries")
+BACKEND_OPTIONS = ("local", "vectorized", "ray")
+# Options that only mean something with some backends.
+OPTION_BACKENDS = {"jobs": ("local",), "cpus_per_run": ("local", "ray"), "address": ("ray",),
+                   "gpus_per_run": ("ray",), "retries": ("ray",)}
 
 
 def describe_outcome(outcome: PointOutcome, done: int, total: int) -> str:
@@ -61,18 +64,18 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
                    "reads them; clip.threshold=none means no clipping (clip.mode none).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train every grid point with this many seeds: train.seed, train.seed+1, ...")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs trained at once, each in its own process.")
 @click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder in which the sweep folder sweep-<config>-<UTC>/ is created.")
 @click.option("--metric", default="test", show_default=True,
               help="sweep.csv column the sweep.pdf heatmap shows: test, best_dev, test_loss, final_loss, "
                    "clip_fraction, steps, diverged_at_step, seconds or max_grad_norm/<parameter>.")
-@click.option("--vectorize", is_flag=True,
-              help="Train the points that share model shapes together, as one batched model in one process.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where the runs train: here (--jobs at a time), or on a Ray cluster, each run a Ray task "
-                   "(needs pip install 'gradexp[ray]').")
+@click.option("--backend", type=click.Choice(list(BACKEND_OPTIONS)), default="local", show_default=True,
+              help="Where the runs train: local (here, --jobs at a time), vectorized (here, the points that share "
+                   "model shapes as one batched model) or ray (each run a task on a Ray cluster; needs pip install "
+                   "'gradexp[ray]').")
+@click.option("--vectorize", is_flag=True, help="The same as --backend vectorized.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --backend local: runs trained at once, each in its own process.")
 @click.option("--address", metavar="ADDR",
               help="With --backend ray: the Ray cluster (host:port, ray://host:port or auto). Default: the cluster "
                    "in RAY_ADDRESS or the one `ray start` runs on this machine, else a local Ray instance.")
@@ -88,19 +91,20 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
 @overrides_option
 @click.pass_context
 @reports_errors
-def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: int, jobs: int, out_dir: Path,
-            metric: str, vectorize: bool, backend: str, address: Optional[str], cpus_per_run: int,
+def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: int, out_dir: Path, metric: str,
+            backend: str, vectorize: bool, jobs: int, address: Optional[str], cpus_per_run: int,
             gpus_per_run: float, retries: int, overrides: tuple[str, ...]) -> None:
     """Train CONFIG once per combination of the --grid values, each run in its own folder.
 
     Every point's config is checked before any run starts; a point whose values do not fit, or
-    whose run fails, is marked failed in sweep.csv and the others go on. The sweep folder gets
-    sweep.csv (a row per run: grid values, seed, status, best dev and test metric, max gradient
-    norms), sweep.pdf (the --metric heatmap over the first two grid axes, and every run's norm
-    curve) and sweep.yaml (how it was called); then the runs' comparison table is printed.
+    whose run fails, is marked failed in sweep.csv and the others go on (a diverged run is a result:
+    status diverged). The sweep folder gets sweep.csv (a row per run: grid values, seed, status,
+    best dev and test metric, max gradient norms), sweep.pdf (the --metric heatmap over the first
+    two grid axes, and every run's norm curve) and sweep.yaml (how it was called); then the runs'
+    comparison table is printed. A line per run says how it ended, counting the runs as they finish.
 
     With --backend ray every run is a Ray task on a cluster (or a local Ray instance), its run
-    folder sent back and written here; a progress bar counts the finished runs.
+    folder sent back and written here; on a terminal a progress bar counts the finished runs.
 
     Example: gradexp sweep configs/srn_clip.yaml --grid optimizer.lr=0.05,0.1,0.2
     --grid clip.threshold=1,5,none --jobs 2
@@ -110,63 +114,89 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     """
     from gradexp.sweep import plan_sweep, run_sweep
 
-    given = [name for name in RAY_OPTIONS
-             if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
-    if backend == "local" and given:
-        raise ConfigError(f"--{given[0].replace('_', '-')}", "", "only used with --backend ray")
-    ray_backend = ray_backend_for(cpus_per_run, gpus_per_run, retries, jobs, vectorize) if backend == "ray" else None
+    backend = chosen_backend(context, backend, vectorize)
+    # A bar of finished runs for the long sweeps, only on a terminal: in a log file it would be a bare label.
+    lines = ProgressLines(show_bar=backend == "ray" and sys.stderr.isatty())
+    built = build_backend(backend, jobs, cpus_per_run, gpus_per_run, retries, address, lines.echo)
     plan = plan_sweep(config, overrides, grid, seeds, metric)
     total = len(plan.points)
     click.echo(f"sweep of {total} runs ({len(plan.runnable)} valid) from {config}")
-    if ray_backend is not None:
-        result = run_on_ray(plan, out_dir, address, ray_backend)
-    else:
-        result = run_sweep(plan, out_dir, jobs, vectorize, finished=counting(click.echo, total),
-                           threads=None if vectorize else cpus_per_run)
+    with lines.counting(total) as finished:
+        result = run_sweep(plan, out_dir, built, finished)
     click.echo(f"wrote {result.folder / 'sweep.csv'} and {result.folder / 'sweep.pdf'}")
-    try:
-        from gradexp.compare import build_table, format_table, gather_runs
-    except ImportError:
-        return
+    from gradexp.compare import build_table, format_table, gather_runs
+
     gathered = gather_runs([result.folder])
     if gathered.runs:
         click.echo(format_table(build_table(gathered.runs)))
 
 
-def ray_backend_for(cpus_per_run: int, gpus_per_run: float, retries: int, jobs: int, vectorize: bool) -> RayBackend:
-    """The Ray backend, checked (Ray installed, no local-only option) before any work starts."""
-    from gradexp.sweep import check_backend
-    from gradexp.sweep_ray import RayBackend, import_ray
+def chosen_backend(context: click.Context, backend: str, vectorize: bool) -> str:
+    """--backend (or --vectorize, its alias for vectorized), checked against the options given for another one."""
+    def given(name: str) -> bool:
+        return context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
-    import_ray()
-    backend = RayBackend(cpus_per_run, gpus_per_run, retries)
-    check_backend(backend, jobs, vectorize)
+    if vectorize:
+        if given("backend") and backend != "vectorized":
+            raise OptionError("--vectorize", f"means --backend vectorized; it cannot go with --backend {backend}")
+        backend = "vectorized"
+    for option, backends in OPTION_BACKENDS.items():
+        if given(option) and backend not in backends:
+            raise OptionError(f"--{option.replace('_', '-')}",
+                              f"only used with --backend {' or '.join(backends)}")
     return backend
 
 
-def run_on_ray(plan: SweepPlan, out_dir: Path, address: Optional[str], backend: RayBackend) -> SweepResult:
-    """run_sweep through `backend` on the Ray cluster at `address`, with a progress bar of finished runs on stderr."""
-    from gradexp.sweep import run_sweep
-    from gradexp.sweep_ray import ray_session
+def build_backend(backend: str, jobs: int, cpus_per_run: int, gpus_per_run: float, retries: int,
+                  address: Optional[str], echo: Callable[[str], None]) -> SweepBackend:
+    """The backend named by --backend; Ray's is checked (Ray installed) before any work starts."""
+    if backend == "local":
+        from gradexp.sweep.backends.local import LocalBackend
 
-    with ray_session(address) as session:
+        return LocalBackend(jobs, cpus_per_run)
+    if backend == "vectorized":
+        from gradexp.sweep.backends.vectorized import VectorizedBackend
+
+        return VectorizedBackend()
+    from gradexp.sweep.backends.ray import RayBackend, import_ray
+
+    import_ray()
+
+    def announce(session: RaySession) -> None:
         where = "a local Ray instance started for this sweep" if session.started_here else "the Ray cluster"
-        click.echo(f"running on {where} at {session.address}")
+        echo(f"running on {where} at {session.address}")
         if session.dashboard_url:
-            click.echo(f"Ray dashboard: {session.dashboard_url}")
-        total = len(plan.points)
-        if not sys.stderr.isatty():  # a bar in a log file would be its bare label: the lines say it all
-            return run_sweep(plan, out_dir, finished=counting(click.echo, total), backend=backend)
-        with click.progressbar(length=total, label="runs finished", show_pos=True, file=sys.stderr) as bar:
-            return run_sweep(plan, out_dir, finished=above_bar(bar, total), backend=backend)
+            echo(f"Ray dashboard: {session.dashboard_url}")
+
+    return RayBackend(cpus_per_run, gpus_per_run, retries, address, connected=announce)
 
 
-def above_bar(bar: ProgressBar, total: int) -> Callable[[PointOutcome], None]:
-    """A `finished` callback that prints each outcome's line above the progress bar and advances it."""
+class ProgressLines:
+    """The sweep's lines on stdout, with (show_bar) a progress bar of finished runs on stderr kept under them."""
 
-    def print_above(line: str) -> None:
-        click.echo("\r\033[K", nl=False, err=True)  # wipe the bar's line; the update draws it under the new line
+    def __init__(self, show_bar: bool) -> None:
+        self.show_bar = show_bar
+        self.bar: Optional[ProgressBar] = None
+
+    def echo(self, line: str) -> None:
+        if self.bar is not None:  # wipe the bar's line, and draw the bar again under the new line
+            click.echo("\r\033[K", nl=False, err=True)
         click.echo(line)
-        bar.update(1)
+        if self.bar is not None:
+            self.bar.render_progress()
 
-    return counting(print_above, total)
+    @contextmanager
+    def counting(self, total: int) -> Iterator[Callable[[PointOutcome], None]]:
+        """A `finished` callback for the block: each outcome's line, counted as runs finish, advancing the bar."""
+
+        def report(line: str) -> None:
+            self.echo(line)
+            if self.bar is not None:
+                self.bar.update(1)
+
+        if not self.show_bar:
+            yield counting(report, total)
+            return
+        with click.progressbar(length=total, label="runs finished", show_pos=True, file=sys.stderr) as self.bar:
+            yield counting(report, total)
+        self.bar = None

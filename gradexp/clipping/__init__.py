@@ -1,6 +1,8 @@
 """Clip modes, looked up by `clip.mode`. Adding one: a module with `@CLIP_MODES.register` builders, and its import below.
 
-A builder's keyword arguments are the `clip` section's keys; it returns a GradientClipper.
+A builder takes the model positionally (a gradexp.models.base.Model, as an optimizer builder takes the
+parameters), so a rule that depends on the model's layout (agc) learns it once, at construction; the
+others ignore it. Its keyword arguments are the `clip` section's keys; it returns a GradientClipper.
 """
 
 from gradexp.registry import Registry

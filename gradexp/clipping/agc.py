@@ -15,13 +15,14 @@ unit per output, normed over every other axis. Which axis holds the outputs depe
 - nn.Embedding (vocab × dim): axis 1. As a linear map from one-hot tokens to features its outputs are
   the dim features, so a unit is a column, which is also what the reference computes on Haiku's
   (vocab, dim) embedding table;
-- any other module declares it: a class attribute `output_axes = {"W": 1}` maps the local names of
-  its matrices to their output axis (the SRN stores W and U as in × hidden, so its units are columns).
+- any other parameter: the model declares it (gradexp.models.base.Model): `output_axes` maps dotted
+  parameter names to their output axis (the SRN stores W and U as in × hidden, so the SRN model
+  declares `{"rnn_model.W": 1, "rnn_model.U": 1}`: its units are columns).
 
-The clipper learns this once from the model (`bind`), before the first step; then each step is a
-norm per parameter, one vector of unit norms and one in-place multiply. `exclude` lists parameters
-to leave alone, by glob on the dotted name or by module name (the paper does not clip the final
-linear layer: `exclude: [classifier]`). The logged threshold is λ.
+The clipper learns this once, at construction, from the model its builder receives (as every clip
+builder does); then each step is a norm per parameter, one vector of unit norms and one in-place
+multiply. `exclude` lists parameters to leave alone, by glob on the dotted name or by module name
+(the paper does not clip the final linear layer: `exclude: [classifier]`). The logged threshold is λ.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from torch import nn
 
 from gradexp.clipping import CLIP_MODES
 from gradexp.clipping.base import ClipOutcome, Stateless, constant
-from gradexp.config.types import PositiveFloat
 from gradexp.errors import ConfigError
+from gradexp.models.base import Model
+from gradexp.value_types import PositiveFloat
 
 # Where torch's own layers keep their output units.
 OUTPUT_AXIS_BY_LAYER: dict[type[nn.Module], int] = {
@@ -51,19 +53,19 @@ OUTPUT_AXIS_BY_LAYER: dict[type[nn.Module], int] = {
 WHOLE_TENSOR = None
 
 
-def output_axis(module: nn.Module, local_name: str, parameter: torch.Tensor) -> Optional[int]:
-    """The axis of `parameter` (named `local_name` inside `module`) that indexes its units, or WHOLE_TENSOR."""
+def output_axis(model: Model, name: str, module: nn.Module, local_name: str, parameter: torch.Tensor
+                ) -> Optional[int]:
+    """The axis of `parameter` (`name` in `model`, `local_name` in `module`) that indexes its units, or WHOLE_TENSOR."""
     if parameter.squeeze().dim() <= 1:
         return WHOLE_TENSOR
-    declared = getattr(module, "output_axes", {})
-    if local_name in declared:
-        return declared[local_name]
+    if name in model.output_axes:
+        return model.output_axes[name]
     for layer, axis in OUTPUT_AXIS_BY_LAYER.items():
         if isinstance(module, layer) and local_name == "weight":
             return axis
     raise ConfigError("", "clip.mode", f"agc clips each output unit, but {type(module).__name__} does not say "
                                        f"which axis of its parameter {local_name!r} {tuple(parameter.shape)} holds "
-                                       f"them; declare `output_axes = {{{local_name!r}: AXIS}}` on the module, or "
+                                       f"them; declare `output_axes = {{{name!r}: AXIS}}` on the model, or "
                                        f"leave it out with clip.exclude")
 
 
@@ -73,39 +75,34 @@ def is_excluded(name: str, patterns: list[str]) -> bool:
 
 
 class AdaptiveGradientClip(Stateless):
-    def __init__(self, threshold: float, eps: float, exclude: list[str]) -> None:
+    """AGC for `model`'s parameters; `clip` takes them in `named_parameters()` order."""
+
+    def __init__(self, model: Model, threshold: float, eps: float, exclude: list[str]) -> None:
         self.threshold = threshold
         self.eps = eps
         self.exclude = exclude
-        # Filled by `bind`: positions of the clipped parameters in the model's parameter list, and the axes
-        # each one's unit norm runs over.
-        self._clipped_positions: Optional[list[int]] = None
-        self._norm_axes: list[Optional[tuple[int, ...]]] = []
-
-    def bind(self, model: nn.Module) -> None:
-        """Learn each parameter's units from `model`; `clip` then takes parameters in `named_parameters()` order."""
         owners = {f"{prefix}.{local}" if prefix else local: (module, local)
                   for prefix, module in model.named_modules() for local, _ in module.named_parameters(recurse=False)}
         named = list(model.named_parameters())
-        for pattern in self.exclude:
+        for pattern in exclude:
             if not any(is_excluded(name, [pattern]) for name, _ in named):
                 raise ConfigError("", "clip.exclude", f"{pattern!r} matches no parameter; the model has "
                                                       f"{', '.join(name for name, _ in named)}")
-        positions, axes = [], []
+        # Positions of the clipped parameters in the model's parameter list, and the axes each unit norm runs over.
+        self._clipped_positions: list[int] = []
+        self._norm_axes: list[Optional[tuple[int, ...]]] = []
         for position, (name, parameter) in enumerate(named):
-            if is_excluded(name, self.exclude):
+            if is_excluded(name, exclude):
                 continue
-            axis = output_axis(*owners[name], parameter)
-            positions.append(position)
-            axes.append(None if axis is WHOLE_TENSOR else tuple(d for d in range(parameter.dim()) if d != axis))
-        if not positions:
+            axis = output_axis(model, name, *owners[name], parameter)
+            self._clipped_positions.append(position)
+            self._norm_axes.append(
+                None if axis is WHOLE_TENSOR else tuple(d for d in range(parameter.dim()) if d != axis))
+        if not self._clipped_positions:
             raise ConfigError("", "clip.exclude", "excludes every parameter, so agc would clip nothing")
-        self._clipped_positions, self._norm_axes = positions, axes
 
     @torch.no_grad()
     def clip(self, grads: list[torch.Tensor], params: list[torch.Tensor]) -> ClipOutcome:
-        if self._clipped_positions is None:
-            raise RuntimeError("agc needs the model's layout: call bind(model) before the first clip")
         chosen_grads = [grads[i] for i in self._clipped_positions]
         # In float64, as the runner records norms, so a clipped unit is recorded at its limit.
         grad_norms = [torch.linalg.vector_norm(g, dim=axes, keepdim=True, dtype=torch.float64)
@@ -124,6 +121,6 @@ class AdaptiveGradientClip(Stateless):
 
 
 @CLIP_MODES.register("agc")
-def agc(*, threshold: PositiveFloat, eps: PositiveFloat = 1e-3, exclude: Optional[list[str]] = None
+def agc(model: Model, *, threshold: PositiveFloat, eps: PositiveFloat = 1e-3, exclude: Optional[list[str]] = None
         ) -> AdaptiveGradientClip:
-    return AdaptiveGradientClip(threshold, eps, exclude or [])
+    return AdaptiveGradientClip(model, threshold, eps, exclude or [])

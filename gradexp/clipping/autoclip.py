@@ -22,7 +22,8 @@ import torch
 from gradexp.clipping import CLIP_MODES
 from gradexp.clipping.base import ClipOutcome
 from gradexp.clipping.total_norm import rescale_to_norm, total_norm
-from gradexp.config.types import Range
+from gradexp.models.base import Model
+from gradexp.value_types import Range
 
 # Room for this many norms before the history buffer first grows.
 INITIAL_HISTORY_CAPACITY = 1024
@@ -63,5 +64,5 @@ class AutoClip:
 
 
 @CLIP_MODES.register("autoclip")
-def autoclip(*, percentile: Annotated[float, Range(ge=0, le=100)] = 10.0) -> AutoClip:
+def autoclip(model: Model, *, percentile: Annotated[float, Range(ge=0, le=100)] = 10.0) -> AutoClip:
     return AutoClip(percentile)

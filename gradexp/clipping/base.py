@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Hashable, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -28,36 +28,6 @@ class GradientClipper(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class ClipsTogether(Protocol):
-    """A clip mode that can clip many points' gradients in one pass (a vectorized sweep's batch), each
-    exactly as its own `clip` would: the same operations on the same values, so the same bits."""
-
-    @property
-    def together_key(self) -> Hashable:
-        """Clippers of one type with equal keys clip together."""
-
-    @staticmethod
-    def clip_together(clippers: Sequence["ClipsTogether"], grads_per_point: Sequence[list[torch.Tensor]]
-                      ) -> list[ClipOutcome]: ...
-
-
-def clip_points(clippers: Sequence[GradientClipper], grads_per_point: Sequence[list[torch.Tensor]],
-                params_per_point: Sequence[list[torch.Tensor]]) -> list[ClipOutcome]:
-    """Every point's clipper on its own gradients: those that clip together in one call per group, the others one by one."""
-    outcomes: list[Optional[ClipOutcome]] = [None] * len(clippers)
-    groups: dict[tuple, list[int]] = {}
-    for index, clipper in enumerate(clippers):
-        if hasattr(clipper, "clip_together"):
-            groups.setdefault((type(clipper), clipper.together_key), []).append(index)
-        else:
-            outcomes[index] = clipper.clip(grads_per_point[index], params_per_point[index])
-    for (kind, _), indices in groups.items():
-        together = kind.clip_together([clippers[i] for i in indices], [grads_per_point[i] for i in indices])
-        for index, outcome in zip(indices, together):
-            outcomes[index] = outcome
-    return outcomes
 
 
 class Stateless:

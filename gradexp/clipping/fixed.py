@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 
 from gradexp.clipping import CLIP_MODES
 from gradexp.clipping.base import ClipOutcome, Stateless, constant
-from gradexp.config.types import NormType, PositiveFloat
+from gradexp.models.base import Model
+from gradexp.value_types import NormType, PositiveFloat
 
 # torch.nn.utils.clip_grad_norm_ adds this to the total norm before dividing.
 GLOBAL_NORM_EPSILON = 1e-6
@@ -49,29 +49,24 @@ class PerTensorNormClip(Stateless):
         self.norm_type = norm_type
 
     def clip(self, grads: list[torch.Tensor], params: list[torch.Tensor]) -> ClipOutcome:
-        (outcome,) = PerTensorNormClip.clip_together([self], [grads])
-        return outcome
+        threshold = constant(self.threshold, grads[0])
+        (clipped,) = clip_tensor_norms(grads, threshold.reshape(1, 1), self.norm_type).unbind(0)
+        return ClipOutcome(threshold=threshold, clipped=clipped)
 
-    @property
-    def together_key(self) -> float:
-        return self.norm_type
 
-    @staticmethod
-    def clip_together(clippers: Sequence["PerTensorNormClip"], grads_per_point: Sequence[list[torch.Tensor]]
-                      ) -> list[ClipOutcome]:
-        """Many points' gradients (one norm_type): one norm call and one multiply for all their tensors."""
-        grads = [grad for point_grads in grads_per_point for grad in point_grads]
-        like = grads[0]
-        # float64 norms: a float32 norm can be low by an ulp, leaving the clipped norm just above the threshold.
-        norms = torch.stack(torch._foreach_norm(grads, clippers[0].norm_type, dtype=torch.float64))
-        norms = norms.view(len(clippers), -1)
-        # the points' cached threshold constants, stacked on the device: no host-to-device copy each step
-        thresholds = torch.stack([constant(clipper.threshold, like) for clipper in clippers])[:, None]
-        scales = (thresholds / norms).clamp(max=1.0).to(like.dtype)
-        torch._foreach_mul_(grads, list(scales.flatten().unbind(0)))
-        clipped = (norms > thresholds).any(dim=1)
-        return [ClipOutcome(threshold=constant(clipper.threshold, like), clipped=point_clipped)
-                for clipper, point_clipped in zip(clippers, clipped.unbind(0))]
+def clip_tensor_norms(grads: list[torch.Tensor], thresholds: torch.Tensor, norm_type: float) -> torch.Tensor:
+    """g <- g * min(1, c / ||g||_p) in place for every tensor, the tensors of one or more points in a row.
+
+    thresholds: (points, 1) float64, each point's c; the tensors are split evenly among the points. Returns
+    (points,) bool: whether any of a point's tensors was clipped. One norm call and one multiply for all of
+    them, so a vectorized sweep clips all its points with the arithmetic of each point's own clip.
+    """
+    like = grads[0]
+    # float64 norms: a float32 norm can be low by an ulp, leaving the clipped norm just above the threshold.
+    norms = torch.stack(torch._foreach_norm(grads, norm_type, dtype=torch.float64)).view(len(thresholds), -1)
+    scales = (thresholds / norms).clamp(max=1.0).to(like.dtype)
+    torch._foreach_mul_(grads, list(scales.flatten().unbind(0)))
+    return (norms > thresholds).any(dim=1)
 
 
 class GlobalNormClip(Stateless):
@@ -89,20 +84,20 @@ class GlobalNormClip(Stateless):
 
 
 @CLIP_MODES.register("none")
-def no_clip() -> NoClip:
+def no_clip(model: Model) -> NoClip:
     return NoClip()
 
 
 @CLIP_MODES.register("value")
-def value(*, threshold: PositiveFloat) -> ValueClip:
+def value(model: Model, *, threshold: PositiveFloat) -> ValueClip:
     return ValueClip(threshold)
 
 
 @CLIP_MODES.register("norm")
-def norm(*, threshold: PositiveFloat, norm_type: NormType = 2.0) -> PerTensorNormClip:
+def norm(model: Model, *, threshold: PositiveFloat, norm_type: NormType = 2.0) -> PerTensorNormClip:
     return PerTensorNormClip(threshold, norm_type)
 
 
 @CLIP_MODES.register("global_norm")
-def global_norm(*, threshold: PositiveFloat, norm_type: NormType = 2.0) -> GlobalNormClip:
+def global_norm(model: Model, *, threshold: PositiveFloat, norm_type: NormType = 2.0) -> GlobalNormClip:
     return GlobalNormClip(threshold, norm_type)

@@ -32,7 +32,8 @@ import torch
 from gradexp.clipping import CLIP_MODES
 from gradexp.clipping.base import ClipOutcome, constant
 from gradexp.clipping.total_norm import rescale_to_norm, total_norm
-from gradexp.config.types import PositiveFloat, PositiveInt, Range
+from gradexp.models.base import Model
+from gradexp.value_types import PositiveFloat, PositiveInt, Range
 
 # Added to σ in the z-score, as the reference does, so a constant warm-up (σ = 0) gives finite z.
 ZSCORE_EPSILON = 1e-6
@@ -89,6 +90,6 @@ class ZClip:
 
 
 @CLIP_MODES.register("zclip")
-def zclip(*, alpha: Annotated[float, Range(gt=0, lt=1)] = 0.97, z_threshold: PositiveFloat = 2.5,
+def zclip(model: Model, *, alpha: Annotated[float, Range(gt=0, lt=1)] = 0.97, z_threshold: PositiveFloat = 2.5,
           warmup_steps: PositiveInt = 25) -> ZClip:
     return ZClip(alpha, z_threshold, warmup_steps)

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Optional
 
 from gradexp.compare.runs import Gathered, RunRecord, gather_runs
-from gradexp.compare.table import ComparisonTable, build_table, format_table, table_csv
+from gradexp.compare.table import COMPACT, DEFAULT_WIDTH, WIDE, ComparisonTable, build_table, format_table, table_csv
 from gradexp.errors import OutputError
 from gradexp.plotting import save_figure
 from gradexp.recording import create_run_folder, write_bytes
 
-__all__ = ["ComparisonTable", "Gathered", "RunRecord", "build_table", "format_table", "gather_runs",
-           "output_folder", "write_comparison"]
+__all__ = ["COMPACT", "DEFAULT_WIDTH", "WIDE", "ComparisonTable", "Gathered", "RunRecord", "build_table",
+           "format_table", "gather_runs", "output_folder", "write_comparison"]
 
 
 def output_folder(out: Optional[Path], runs_root: Path = Path("runs")) -> Path:

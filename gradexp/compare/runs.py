@@ -8,6 +8,7 @@ is searched, to any depth, for run folders: a sweep, `runs/`, or a folder of swe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -21,6 +22,9 @@ from gradexp.plotting import parameter_columns, read_metrics
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CONFIG = "config.yaml"
+# A run folder's name ends in its start time, -YYYYmmdd-HHMMSS (and perhaps more digits): numbers after -/_.
+START_TIME = re.compile(r"([-_]\d+)+$")
+NAME_SEPARATOR = re.compile(r"[-_]")
 
 
 @dataclass(frozen=True)
@@ -173,3 +177,27 @@ def unique_names(paths: Iterable[Path]) -> list[str]:
             depth += 1
         names.append("/".join(path.parts[-depth:]))
     return names
+
+
+def short_names(names: Sequence[str], shown_keys: Sequence[str]) -> list[str]:
+    """Names for a narrow table, without the start time (srn_clip-20261130-101500 -> srn_clip).
+
+    shown_keys: the dotted config keys shown beside the names when their values tell every run apart, else
+    none. With them the fields identify the rows, so runs of one config (gradexp run srn_clip.yaml --set ...)
+    may share a name, and a name ends before its first -/_ separated part that repeats one of those keys' last
+    part: a sweep point's 000-lr0.05-seed0 -> 000 beside optimizer.lr and train.seed. Without them the start
+    time stays wherever two names would otherwise read alike.
+    """
+    stems = [START_TIME.sub("", name) or name for name in names]
+    if not shown_keys:
+        return stems if len(set(stems)) == len(stems) else list(names)
+    repeated = tuple(key.split(".")[-1] for key in shown_keys)
+    return [_before_repeated_part(stem, repeated) for stem in stems]
+
+
+def _before_repeated_part(name: str, repeated: tuple[str, ...]) -> str:
+    """`name` up to its first -/_ separated part, the first part apart, that begins with one of `repeated`."""
+    for separator in NAME_SEPARATOR.finditer(name):
+        if separator.start() > 0 and name.startswith(repeated, separator.end()):
+            return name[:separator.start()]
+    return name

@@ -1,1 +1,4 @@
-"""Experiment configuration: typed schema (`schema`), value checks (`types`), YAML loading and overrides (`loading`)."""
+"""Experiment configuration: typed schema (`schema`), YAML loading and overrides (`loading`).
+
+The value checks both use live below the components, in `gradexp.value_types`.
+"""

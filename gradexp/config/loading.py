@@ -1,5 +1,8 @@
 """Turn a YAML file plus `--set` overrides into a checked ExperimentConfig.
 
+Two steps: `read_raw_config` (the YAML with the overrides applied, as a RawConfig) and its `check`.
+`load_config` does both; a sweep keeps the RawConfig to apply each point's values to it.
+
 Every failure is a ConfigError naming the file, the dotted key and what was expected;
 nothing here trains, builds data or touches the output folder.
 """
@@ -8,12 +11,13 @@ from __future__ import annotations
 
 import difflib
 import typing
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
+from gradexp.clipping import CLIP_MODES
 from gradexp.config.schema import (
     COMPONENT_SECTIONS,
     PLAIN_SECTIONS,
@@ -21,9 +25,14 @@ from gradexp.config.schema import (
     ComponentConfig,
     ExperimentConfig,
 )
-from gradexp.config.types import InvalidValue, check_value, describe
+from gradexp.data import DATASETS
 from gradexp.errors import ConfigError
+from gradexp.losses import LOSSES
+from gradexp.models import MODELS
+from gradexp.optim import OPTIMIZERS
 from gradexp.registry import Registry
+from gradexp.schedules import SCHEDULES
+from gradexp.value_types import InvalidValue, check_value, describe
 
 # Sections a config may leave out, and what they mean then.
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -33,21 +42,38 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# The registry behind each component section. Components never import gradexp.config (their keys'
+# types live in gradexp.value_types, below both), so importing them here at the top makes no cycle.
+COMPONENT_REGISTRIES: dict[str, Registry] = {
+    "data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "loss": LOSSES, "clip": CLIP_MODES,
+    "schedule": SCHEDULES,
+}
+
+
 def component_registry(section: str) -> Registry:
-    """The registry behind a component section (imported here so registries load their builders once)."""
-    from gradexp.clipping import CLIP_MODES
-    from gradexp.data import DATASETS
-    from gradexp.losses import LOSSES
-    from gradexp.models import MODELS
-    from gradexp.optim import OPTIMIZERS
-    from gradexp.schedules import SCHEDULES
-
-    return {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "loss": LOSSES, "clip": CLIP_MODES,
-            "schedule": SCHEDULES}[section]
+    """The registry behind a component section."""
+    return COMPONENT_REGISTRIES[section]
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Read, override and check the config at `path`."""
+@dataclass(frozen=True)
+class RawConfig:
+    """A config file as YAML gave it, with the `--set` overrides applied, before any value is checked.
+
+    A sweep applies each point's values to `sections` (see gradexp.sweep.grid.point_config).
+    """
+
+    source: str
+    name: str
+    sections: dict[str, Any]
+    overridden: frozenset[str]
+
+    def check(self) -> ExperimentConfig:
+        """The checked ExperimentConfig; a ConfigError names the file and key (from --set where overridden)."""
+        return config_from_dict(self.sections, source=self.source, name=self.name, overridden=self.overridden)
+
+
+def read_raw_config(path: str | Path, overrides: Iterable[str] = ()) -> RawConfig:
+    """Read the YAML at `path` and apply `overrides` to it, checking no value yet."""
     path = Path(path)
     source = str(path)
     try:
@@ -58,9 +84,13 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
         raise ConfigError(source, "", "is a folder, expected a YAML file") from None
     except (OSError, UnicodeDecodeError) as failure:
         raise ConfigError(source, "", f"cannot be read ({failure})") from None
-    raw = parse_yaml(text, source)
-    raw, overridden = apply_overrides(raw, overrides, source)
-    return config_from_dict(raw, source=source, name=path.stem, overridden=overridden)
+    sections, overridden = apply_overrides(parse_yaml(text, source), overrides, source)
+    return RawConfig(source=source, name=path.stem, sections=sections, overridden=frozenset(overridden))
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read, override and check the config at `path`."""
+    return read_raw_config(path, overrides).check()
 
 
 # What PyYAML lets through from a well-formed document it cannot turn into values: a date such as

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Annotated, Any, Literal, Optional
 
-from gradexp.config.types import NonNegativeInt, PositiveInt, Range
+from gradexp.value_types import NonNegativeInt, PositiveInt, Range
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from typing import Annotated
 
 from sklearn.datasets import make_classification
 
-from gradexp.config.types import NonNegativeInt, PositiveFloat, PositiveInt, Range
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
 from gradexp.data.splits import OpenFraction, stratified_split
 from gradexp.errors import ConfigError
+from gradexp.value_types import NonNegativeInt, PositiveFloat, PositiveInt, Range
 
 
 @DATASETS.register("classification")

@@ -15,10 +15,10 @@ from typing import Annotated, Optional
 import numpy as np
 import torch
 
-from gradexp.config.types import PositiveInt, Range
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec, Split
 from gradexp.errors import DataError
+from gradexp.value_types import PositiveInt, Range
 
 NUM_DIGITS = 10
 NUM_CLASSES = 2 * (NUM_DIGITS - 1) + 1

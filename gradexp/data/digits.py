@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from sklearn.datasets import load_digits
 
-from gradexp.config.types import NonNegativeInt, PositiveFloat
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
 from gradexp.data.splits import OpenFraction, stratified_split
+from gradexp.value_types import NonNegativeInt, PositiveFloat
 
 
 @DATASETS.register("digits")

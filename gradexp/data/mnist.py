@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradexp.config.types import PositiveFloat, PositiveInt
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec, Split
 from gradexp.errors import ConfigError, DataError
+from gradexp.value_types import PositiveFloat, PositiveInt
 
 UNSIGNED_BYTE = 0x08
 NUM_CLASSES = 10

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradexp.config.types import PositiveInt
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec, Split
+from gradexp.value_types import PositiveInt
 
 # Second entropy word for the fixed draws, so their stream differs from any other use of the seed.
 FIXED_DRAWS_STREAM = 3

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import make_regression
 
-from gradexp.config.types import NonNegativeFloat, NonNegativeInt, PositiveInt
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec, Split
 from gradexp.errors import ConfigError
+from gradexp.value_types import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 
 @DATASETS.register("regression")

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from gradexp.config.types import Range
 from gradexp.data.base import Split
 from gradexp.errors import ConfigError
+from gradexp.value_types import Range
 
 # A split's share of the rows: more than none, less than all.
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]

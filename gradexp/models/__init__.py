@@ -1,10 +1,10 @@
 """Models, looked up by name. Adding one: a module with a `@MODELS.register` builder, and its import below.
 
 A builder takes the DataSpec positionally and its config keys as keyword-only arguments, and
-returns an `nn.Module` whose `forward(inputs)` gives logits (classification) or predictions.
-A model may set `default_plot_parameters`: the parameter names its gradient-norm plot shows by default.
-A module whose 2-D parameters are not laid out (out x in) declares `output_axes = {"W": 1}`, the axis
-that indexes output units, for unit-wise clip rules (agc).
+returns an `nn.Module` whose `forward(inputs)` gives logits (classification) or predictions, and
+which is a `gradexp.models.base.Model`: it declares `default_plot_parameters` (the parameter names its
+gradient-norm plot shows by default) and `output_axes` (for parameters not laid out as torch's layers
+lay theirs, e.g. `{"rnn_model.W": 1}`, the axis that indexes output units, for unit-wise clip rules: agc).
 """
 
 from gradexp.registry import Registry

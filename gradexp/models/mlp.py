@@ -27,10 +27,10 @@ from typing import Callable, Literal, Optional
 import torch
 from torch import nn
 
-from gradexp.config.types import PositiveFloat, PositiveInt
 from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
 from gradexp.models import MODELS
+from gradexp.value_types import PositiveFloat, PositiveInt
 
 Activation = Literal["relu", "sigmoid", "tanh"]
 OutputActivation = Literal["none", "relu", "sigmoid", "tanh"]
@@ -63,6 +63,11 @@ def initialise(layer: nn.Linear, init: Initialiser, std: Optional[float]) -> Non
 
 
 class MLP(nn.Module):
+    """A gradexp.models.base.Model: its default plot is set per instance, one weight per layer."""
+
+    # Every matrix is an nn.Linear's weight, whose units agc knows; batch norm's gamma and beta are vectors.
+    output_axes: dict[str, int] = {}
+
     def __init__(self, sizes: list[int], activation: Activation, output_activation: OutputActivation,
                  init: Initialiser, init_std: Optional[float], batch_norm: bool) -> None:
         super().__init__()

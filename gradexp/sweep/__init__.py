@@ -1,9 +1,8 @@
 """`gradexp sweep`: one config, a grid of values, a run folder per point, and a table and figure of them all.
 
-grid (axes -> points -> a checked config per point) -> execution (each point through
-gradexp.runner.run, `jobs` at a time) or gradexp.vectorized (points of one shape as one batched
-model) or a SweepBackend (gradexp.sweep_ray: each point a Ray task) -> table (sweep.csv, read
-back from the run folders) and figure (sweep.pdf).
+grid (axes -> points -> a checked config per point) -> a backend (backends/: local, vectorized or
+ray) trains the valid points, each through the runner's one loop -> outcomes -> table (sweep.csv,
+read back from the run folders) and figure (sweep.pdf).
 
 Every point's config is checked before any trains: a point whose values do not fit is recorded
 as failed with the reason, and the others run; when no point fits, nothing runs.
@@ -13,17 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from gradexp.config.loading import apply_overrides, load_config, parse_yaml
+from gradexp.config.loading import read_raw_config
 from gradexp.config.schema import ExperimentConfig
-from gradexp.errors import ConfigError
+from gradexp.errors import ConfigError, OptionError
 from gradexp.recording import create_run_folder, write_yaml
-from gradexp.sweep.execution import FAILED, PointOutcome, run_points
+from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
+from gradexp.sweep.outcomes import FAILED, PointOutcome
 from gradexp.sweep.table import METRIC_COLUMNS, NORM_PREFIX, sweep_table, write_sweep_csv
 
 __all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
@@ -53,21 +53,6 @@ class SweepPlan:
                 if isinstance(config, ExperimentConfig)]
 
 
-class SweepBackend(Protocol):
-    """Trains a sweep's valid points outside this process, e.g. gradexp.sweep_ray.RayBackend (each point a Ray task).
-
-    Called with the (point, config) pairs, the sweep folder the run folders go in, and `finished`
-    (told of each outcome as it comes); returns the outcomes in point order.
-    """
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """How the points ran, for sweep.yaml; its "backend" names the backend."""
-
-    def __call__(self, points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,
-                 finished: Callable[[PointOutcome], None]) -> list[PointOutcome]: ...
-
-
 @dataclass(frozen=True)
 class SweepResult:
     folder: Path
@@ -77,20 +62,22 @@ class SweepResult:
 
 def check_metric(metric: str) -> None:
     if metric not in METRIC_COLUMNS and not metric.startswith(NORM_PREFIX):
-        raise ConfigError("--metric", "", f"expected one of {', '.join(METRIC_COLUMNS)} or "
-                                          f"{NORM_PREFIX}<parameter>, got {metric!r}")
+        raise OptionError("--metric", f"expected one of {', '.join(METRIC_COLUMNS)} or "
+                                      f"{NORM_PREFIX}<parameter>, got {metric!r}")
 
 
 def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence[str], seeds: int,
                metric: str = "test") -> SweepPlan:
     """Check the base config (with `overrides`), expand the grid and check every point's config.
 
-    Raises ConfigError for a bad base config, grid option or metric, or when every point's config is invalid.
+    Raises OptionError for a bad metric; ConfigError for a bad base config or grid option, or when every point's
+    config is invalid.
     """
     check_metric(metric)
-    base = load_config(config_path, overrides)
+    raw_config = read_raw_config(config_path, overrides)
+    base = raw_config.check()
     source = base.source
-    raw, _ = apply_overrides(parse_yaml(Path(config_path).read_text(encoding="utf-8"), source), overrides, source)
+    raw = raw_config.sections
     axes = [parse_axis(text, source) for text in grid]
     if not axes and seeds < 2:
         raise ConfigError(source, "--grid", "nothing to sweep: give --grid section.key=v1,v2,... or --seeds N > 1")
@@ -106,45 +93,23 @@ def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence
     return SweepPlan(source, base, tuple(overrides), axes, points, configs, metric)
 
 
-def check_backend(backend: Optional[SweepBackend], jobs: int, vectorize: bool) -> None:
-    """--jobs and --vectorize say how the points train in this process; a backend trains them elsewhere."""
-    if backend is not None and (jobs > 1 or vectorize):
-        raise ConfigError("--backend", "", f"--jobs and --vectorize are for the local backend; "
-                                           f"{backend.settings['backend']} runs every point as its own task")
-
-
-def run_sweep(plan: SweepPlan, out_dir: str | Path, jobs: int = 1, vectorize: bool = False,
-              finished: Optional[Callable[[PointOutcome], None]] = None,
-              backend: Optional[SweepBackend] = None, threads: Optional[int] = None) -> SweepResult:
-    """Train every valid point into a new `out_dir/sweep-<config>-<UTC>/` and write sweep.csv and sweep.pdf there.
-
-    The points train in this process (`jobs` at a time with `threads` torch threads each, see
-    execution.run_points; or `vectorize`d), or through `backend`.
-    """
-    check_backend(backend, jobs, vectorize)
+def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,
+              finished: Optional[Callable[[PointOutcome], None]] = None) -> SweepResult:
+    """Train every valid point through `backend` into a new `out_dir/sweep-<config>-<UTC>/`, and write sweep.csv
+    and sweep.pdf there. `finished` hears of each point's outcome as it comes (the invalid points' first)."""
     finished = finished or (lambda outcome: None)
     folder = create_run_folder(out_dir, f"sweep-{plan.stem}")
     write_yaml(folder / "sweep.yaml", {
         "config": plan.source, "set": list(plan.overrides),
         "grid": {axis.key: list(axis.texts) for axis in plan.axes},
-        "seeds": sorted({point.seed for point in plan.points}), "jobs": jobs, "vectorize": vectorize,
-        "metric": plan.metric,
-        **(backend.settings if backend is not None else {"backend": "local", "cpus_per_run": threads}),
+        "seeds": sorted({point.seed for point in plan.points}), "metric": plan.metric, **backend.settings,
     })
     outcomes = {}
     for point, config in zip(plan.points, plan.configs):
         if isinstance(config, ConfigError):
             outcomes[point.index] = PointOutcome(point, FAILED, error=str(config))
             finished(outcomes[point.index])
-    if backend is not None:
-        trained = backend(plan.runnable, folder, finished)
-    elif vectorize:
-        from gradexp.vectorized import run_points_vectorized
-
-        trained = run_points_vectorized(plan.runnable, folder, finished)
-    else:
-        trained = run_points(plan.runnable, folder, jobs, finished, threads)
-    outcomes.update({outcome.point.index: outcome for outcome in trained})
+    outcomes.update({outcome.point.index: outcome for outcome in backend(plan.runnable, folder, finished)})
     ordered = [outcomes[point.index] for point in plan.points]
     table = sweep_table(ordered, plan.axes)
     write_sweep_csv(table, folder / "sweep.csv")

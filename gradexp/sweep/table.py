@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from gradexp.recording import write_bytes
-from gradexp.sweep.execution import PointOutcome
+from gradexp.sweep.outcomes import PointOutcome
 from gradexp.sweep.grid import GridAxis
 
 # Columns --metric may name besides max_grad_norm/<parameter>.

@@ -1,8 +1,9 @@
-"""`gradexp sweep --backend ray`: every point of a sweep is a Ray task, on a Ray cluster or a local Ray instance.
+"""The Ray backend (`gradexp sweep --backend ray`): every point of a sweep is a Ray task, on a Ray cluster or a
+local Ray instance.
 
 Ray (https://docs.ray.io, the optional extra gradexp[ray]) is imported only here, and only when a
 sweep asks for it. No filesystem is shared between the driver and the workers: a task trains its
-point through the one run path (sweep.execution.train_point, i.e. runner.run) into a temporary
+point through the one run path (sweep.outcomes.train_point) into a temporary
 folder on its worker and returns the run folder's files; the driver writes them under the sweep
 folder, so the run folders, sweep.csv and sweep.pdf are those a local sweep writes.
 
@@ -39,10 +40,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 
 from gradexp.config.schema import ExperimentConfig
-from gradexp.errors import ConfigError, OutputError
+from gradexp.errors import OptionError, OutputError
 from gradexp.interrupts import StopRequests
 from gradexp.recording import write_bytes
-from gradexp.sweep.execution import FAILED, NOT_RUN, PointOutcome, failure_text, train_point
+from gradexp.sweep.outcomes import FAILED, NOT_RUN, PointOutcome, failure_text, train_point
 from gradexp.sweep.grid import SweepPoint
 
 # Prefix of the temporary folder a task trains its point in, on its worker.
@@ -52,12 +53,12 @@ WAIT_SECONDS = 0.5
 
 
 def import_ray() -> ModuleType:
-    """The ray package, or a ConfigError saying how to install it."""
+    """The ray package, or an OptionError saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend ray", "", "Ray is not installed; install gradexp[ray] "
-                                               "(pip install 'gradexp[ray]')") from None
+        raise OptionError("--backend ray", "Ray is not installed; install gradexp[ray] "
+                                           "(pip install 'gradexp[ray]')") from None
     return ray
 
 
@@ -80,7 +81,7 @@ def ray_session(address: Optional[str] = None) -> Iterator[RaySession]:
     this process already has (a ray.init of its own), else the cluster named by RAY_ADDRESS, else
     the cluster `ray start` runs on this machine, else a new local Ray instance with every core.
     A connection made here is closed on exit, which stops a local instance started here; a
-    cluster keeps running. Raises ConfigError when Ray cannot connect or start.
+    cluster keeps running. Raises OptionError when Ray cannot connect or start.
     """
     ray = import_ray()
     address = address or os.environ.get("RAY_ADDRESS")
@@ -98,7 +99,7 @@ def ray_session(address: Optional[str] = None) -> Iterator[RaySession]:
             "(`ray get-auth-token` on the head) in RAY_AUTH_TOKEN or ~/.ray/auth_token")
         option, attempt = (("--address", f"cannot connect to the Ray cluster at {address}") if address else
                            ("--backend ray", "cannot start a local Ray instance"))
-        raise ConfigError(option, "", f"{attempt}: {first_line(str(failure))}{hint}") from None
+        raise OptionError(option, f"{attempt}: {first_line(str(failure))}{hint}") from None
     try:
         yield RaySession(context.address_info["gcs_address"], dashboard_link(context.dashboard_url), started_here)
     finally:
@@ -110,7 +111,7 @@ CONNECT_SECONDS = 10.0
 
 
 def check_reachable(address: str) -> None:
-    """Raise ConfigError unless something accepts a connection at `address` (host:port or ray://host:port).
+    """Raise OptionError unless something accepts a connection at `address` (host:port or ray://host:port).
 
     ray.init does not give up on an address where nothing answers: it logs a warning every 40 s and
     retries forever. A plain TCP connection answers at once. `auto` and `local` are Ray's to resolve.
@@ -122,8 +123,8 @@ def check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
     except OSError as failure:
         reason = failure.strerror or type(failure).__name__
-        raise ConfigError("--address", "", f"cannot connect to the Ray cluster at {address}: nothing "
-                                           f"answers there ({reason}); is `ray start --head` running?") from None
+        raise OptionError("--address", f"cannot connect to the Ray cluster at {address}: nothing "
+                                       f"answers there ({reason}); is `ray start --head` running?") from None
 
 
 def _connect(ray: ModuleType, address: Optional[str]) -> tuple[Any, bool]:
@@ -214,17 +215,24 @@ def unpack(packed: PackedRun, sweep_dir: Path) -> Optional[Path]:
     return run_dir
 
 
+def ignore_session(session: RaySession) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class RayBackend:
-    """Runs a sweep's points as Ray tasks on the cluster this process is connected to (see ray_session).
+    """Runs a sweep's points as Ray tasks on the cluster at `address` (see ray_session), connected for the sweep.
 
     Each task reserves `cpus_per_run` CPUs (its torch threads) and `gpus_per_run` GPUs (a fraction
-    shares one); Ray runs as many at once as the cluster's free resources allow.
+    shares one); Ray runs as many at once as the cluster's free resources allow. `connected` hears
+    of the session once it is open, before any point is sent.
     """
 
     cpus_per_run: int = 1
     gpus_per_run: float = 0.0
     retries: int = 2
+    address: Optional[str] = None
+    connected: Callable[[RaySession], None] = ignore_session
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -238,6 +246,12 @@ class RayBackend:
 
         Returns the outcomes in point order; a point cancelled before it started is not run.
         """
+        with ray_session(self.address) as session:
+            self.connected(session)
+            return self._train(points, sweep_dir, finished)
+
+    def _train(self, points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,
+               finished: Callable[[PointOutcome], None]) -> list[PointOutcome]:
         ray = import_ray()
         # max_calls=1: every point trains in a fresh worker process, as `gradexp run` trains in a fresh
         # process; a worker that a cancellation interrupted at an arbitrary place (say, halfway through

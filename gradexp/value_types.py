@@ -1,7 +1,11 @@
-"""Value checking for config keys: annotations plus small constraint markers.
+"""The types of config values: annotations plus small constraint markers, and the check that applies them.
 
 Builders and the `train` section declare keys as e.g. ``Annotated[float, Range(gt=0)]``;
 `check_value` turns a YAML value into that type or says, in words, what was expected.
+
+This module sits below both the components (models, data, clipping, optim, schedules, losses), whose
+builders annotate their keys with it, and `gradexp.config`, which checks values against those
+annotations; it imports nothing from gradexp, so no component needs to import the config package.
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The package's layers: components never import the config package; the config package imports them once, at its top.
+
+gradexp.value_types (the types of config values) sits below both, so a builder can annotate its keys
+without importing gradexp.config, and gradexp.config.loading can import every registry at module level
+without a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gradexp
+
+PACKAGE = Path(gradexp.__file__).parent
+COMPONENTS = sorted([*(PACKAGE / "models").glob("*.py"), *(PACKAGE / "data").glob("*.py"),
+                     *(PACKAGE / "clipping").glob("*.py"), PACKAGE / "optim.py", PACKAGE / "schedules.py",
+                     PACKAGE / "losses.py", PACKAGE / "value_types.py"])
+COMPONENT_PACKAGES = ["gradexp.models", "gradexp.data", "gradexp.clipping", "gradexp.optim", "gradexp.schedules",
+                      "gradexp.losses", "gradexp.value_types"]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, whether the import is a statement of the module's own body) for each import in `path`.
+
+    `from gradexp import config` counts as importing gradexp.config; relative imports are resolved.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    top_level = {id(node) for node in tree.body}
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top_level) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found.append((base, id(node) in top_level))
+            found += [(f"{base}.{alias.name}", id(node) in top_level) for alias in node.names]
+    return found
+
+
+def is_config(module: str) -> bool:
+    return module == "gradexp.config" or module.startswith("gradexp.config.")
+
+
+@pytest.mark.parametrize("path", COMPONENTS, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_components_do_not_import_the_config_package(path: Path) -> None:
+    assert not [module for module, _ in imports(path) if is_config(module)]
+
+
+def test_value_types_import_nothing_from_gradexp() -> None:
+    assert not [module for module, _ in imports(PACKAGE / "value_types.py") if module.startswith("gradexp")]
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "config").glob("*.py")), ids=lambda path: path.name)
+def test_the_config_package_imports_gradexp_modules_only_at_its_top(path: Path) -> None:
+    assert not [module for module, top in imports(path) if module.startswith("gradexp") and not top]
+
+
+def test_no_shim_is_left_where_the_value_types_were() -> None:
+    assert not (PACKAGE / "config" / "types.py").exists()
+
+
+def test_importing_every_component_loads_no_config_module() -> None:
+    code = (f"import sys; import {', '.join(COMPONENT_PACKAGES)}; "
+            "print(sorted(m for m in sys.modules if m == 'gradexp.config' or m.startswith('gradexp.config.')))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=PACKAGE.parent)
+    assert completed.stdout.strip() == "[]"
