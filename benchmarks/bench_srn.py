@@ -105,7 +105,7 @@ def time_gradexp(overrides: list[str]) -> Timing:
     with tempfile.TemporaryDirectory() as folder:
         result = run(load_config(CONFIG, overrides), folder, clock)
         metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    return Timing(result.summary["steps"], clock.wall_seconds, clock.cpu_seconds, metrics)
+    return Timing(result.summary.steps, clock.wall_seconds, clock.cpu_seconds, metrics)
 
 
 def verdict(value: float, target: float) -> str:

@@ -15,7 +15,6 @@ rows written after the resume point, before a crash, are dropped and then writte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ import numpy as np
 import torch
 
 from gradexp.errors import DataError
+from gradexp.recording.layout import RESUME_POINT, SUMMARY
+from gradexp.recording.summary import RunSummary
 
-RESUME_POINT = "last.pt"
 # Bumped whenever the stored keys change, so an old file is refused rather than misread.
 FORMAT = 1
 FINISHED = ("completed", "diverged")
@@ -73,8 +73,8 @@ def read_resume_point(run_dir: Path) -> dict[str, Any]:
 
 def _finished_status(run_dir: Path) -> str | None:
     try:
-        status = json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
+        status = RunSummary.read(run_dir / SUMMARY).status
+    except DataError:
         return None
     return status if status in FINISHED else None
 

@@ -41,9 +41,13 @@ from gradexp.clipping.base import ClipOutcome
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting import plot_run
-from gradexp.recording import (CsvLog, create_run_folder, json_ready, remove_unfinished_writes, save_checkpoint,
-                               write_json, write_yaml)
-from gradexp.resume import FORMAT, RESUME_POINT, random_states, read_resume_point, restore_random_states
+from gradexp.recording.checkpoints import save_checkpoint
+from gradexp.recording.files import CsvLog, create_run_folder, json_ready, remove_unfinished_writes, write_yaml
+from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
+                                      MetricsColumns, evaluation_columns)
+from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
+from gradexp.recording.summary import RunSummary
+from gradexp.resume import FORMAT, random_states, read_resume_point, restore_random_states
 from gradexp.threads import torch_threads
 
 
@@ -56,7 +60,7 @@ class Reporter(Protocol):
 
     def evaluated(self, step: int, dev: dict[str, float]) -> None: ...
 
-    def run_finished(self, summary: dict[str, Any]) -> None: ...
+    def run_finished(self, summary: RunSummary) -> None: ...
 
 
 class SilentReporter:
@@ -69,140 +73,14 @@ class SilentReporter:
     def evaluated(self, step: int, dev: dict[str, float]) -> None:
         pass
 
-    def run_finished(self, summary: dict[str, Any]) -> None:
+    def run_finished(self, summary: RunSummary) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class Divergence:
-    step: int
-    epoch: int
-    parameter: str
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    summary: dict[str, Any]
-
-
-def metric_columns(parameter_names: list[str]) -> list[str]:
-    """metrics.csv header: the order of the values each step records."""
-    return (
-        ["step", "epoch", "loss", "lr"]
-        + [f"grad_norm/{name}" for name in parameter_names] + ["grad_norm/total"]
-        + [f"clipped_norm/{name}" for name in parameter_names] + ["clipped_norm/total"]
-        + ["clip_threshold", "clipped"]
-    )
-
-
-def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of every gradient tensor, as one device vector (k,); the norm of all of them comes at flush.
-
-    Accumulated in float64 so a norm clipped to c is recorded as c, not c plus float32 rounding.
-    """
-    return torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float64))
-
-
-@dataclass
-class StepRecorder:
-    """Keeps each step's values on the device; `flush` writes them and checks them for divergence.
-
-    A step only appends its tensors to lists: no device work, no host sync. `flush` stacks them in a
-    few operations, adds the total norms, and copies the block to the host once.
-    """
-
-    log: CsvLog
-    parameter_names: list[str]
-    # With norms not recorded, only the loss is watched for divergence.
-    norms_recorded: bool = True
-    _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
-    _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
-    _blocks: list[np.ndarray] = field(default_factory=list)
-
-    def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
-               after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor) -> None:
-        """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip."""
-        self._host_columns.append((step, epoch, lr))
-        for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
-            column.append(value)
-
-    @property
-    def pending(self) -> int:
-        return len(self._host_columns)
-
-    def flush(self) -> Optional[Divergence]:
-        """Write the buffered rows (one device-to-host copy); stop at the first non-finite one."""
-        if not self._host_columns:
-            return None
-        losses, before, after, thresholds, clipped = (torch.stack(column) for column in self._device_columns)
-        block = torch.cat([
-            losses.double()[:, None],
-            before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
-            after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
-            thresholds.double()[:, None], clipped.double()[:, None],
-        ], dim=1).cpu().numpy()
-        host = self._host_columns
-        self._host_columns = []
-        for column in self._device_columns:
-            column.clear()
-        # the loss and every pre-clip norm
-        watched = block[:, : 2 + len(self.parameter_names)] if self.norms_recorded else block[:, :1]
-        bad_rows = np.flatnonzero(~np.isfinite(watched).all(axis=1))
-        divergence = None
-        if len(bad_rows):
-            first = int(bad_rows[0])
-            bad_parameters = np.flatnonzero(~np.isfinite(block[first, 1:1 + len(self.parameter_names)]))
-            culprit = self.parameter_names[bad_parameters[0]] if len(bad_parameters) else "loss"
-            divergence = Divergence(step=host[first][0], epoch=host[first][1], parameter=culprit)
-            block, host = block[: first + 1], host[: first + 1]
-        self._blocks.append(block)
-        rows = []
-        for (step, epoch, lr), values in zip(host, block.tolist()):
-            *numbers, threshold, clipped = values
-            rows.append([step, epoch, numbers[0], lr, *numbers[1:], None if math.isnan(threshold) else threshold,
-                         int(clipped)])
-        self.log.write_rows(rows)
-        self.log.flush()
-        return divergence
-
-    def load_history(self) -> None:
-        """Take back the rows earlier sessions of this run wrote, so the statistics cover the whole run.
-
-        The inverse of `flush`'s row layout; floats are written in round-trip form, so nothing is lost.
-        """
-        with self.log.path.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.reader(file))[1:]
-        if not rows:
-            return
-        try:
-            block = np.array([[float(cell) if cell else math.nan for cell in (row[2], *row[4:])] for row in rows])
-        except ValueError:
-            raise DataError(str(self.log.path), "holds values that are not numbers; it was changed after the run") \
-                from None
-        self._blocks.append(block)
-
-    def statistics(self) -> dict[str, Any]:
-        """Per-parameter maxima and medians of the pre-clip norms, and how often clipping acted."""
-        k = len(self.parameter_names)
-        names = self.parameter_names + ["total"]
-        if not self._blocks:
-            return {"max_grad_norm": {}, "median_grad_norm": {}, "max_clipped_norm": {}, "clip_fraction": None,
-                    "final_loss": None}
-        block = np.concatenate(self._blocks)
-        before, after = block[:, 1:k + 2], block[:, k + 2:2 * k + 3]
-
-        def finite_stat(values: np.ndarray, reduce) -> float | None:
-            finite = values[np.isfinite(values)]
-            return float(reduce(finite)) if len(finite) else None
-
-        return {
-            "max_grad_norm": {n: finite_stat(before[:, i], np.max) for i, n in enumerate(names)},
-            "median_grad_norm": {n: finite_stat(before[:, i], np.median) for i, n in enumerate(names)},
-            "max_clipped_norm": {n: finite_stat(after[:, i], np.max) for i, n in enumerate(names)},
-            "clip_fraction": float(block[:, -1].mean()),
-            "final_loss": float(block[-1, 0]),
-        }
+    summary: RunSummary
 
 
 def batches(split: Split, batch_size: int, shuffle: bool, generator: torch.Generator, skip: int = 0
@@ -255,7 +133,7 @@ def open_run(experiment: Experiment, out_dir: str | Path, reporter: Reporter | N
     watcher the run answers (a batch's runs share the batch's); by default its own.
     """
     run_dir = create_run_folder(out_dir, experiment.config.name)
-    write_yaml(run_dir / "config.yaml", experiment.config.to_dict())
+    write_yaml(run_dir / CONFIG, experiment.config.to_dict())
     return Training(experiment, run_dir, reporter or SilentReporter(), stop_requests=stop_requests)
 
 
@@ -267,7 +145,7 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
     """
     run_dir = Path(run_dir)
     point = read_resume_point(run_dir)
-    config = config_from_dict(point["config"], source=str(run_dir / "config.yaml"), name=point["name"])
+    config = config_from_dict(point["config"], source=str(run_dir / CONFIG), name=point["name"])
     experiment = build_experiment(config)
     remove_unfinished_writes(run_dir)
     return RunResult(run_dir, Training(experiment, run_dir, reporter or SilentReporter(), point).train())
@@ -306,11 +184,10 @@ class Training:
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
-        self.recorder = StepRecorder(self._open_log("metrics.csv", metric_columns(experiment.parameter_names),
+        self.recorder = StepRecorder(self._open_log(METRICS, MetricsColumns.of(experiment.parameter_names).header,
                                                     resume_point),
                                      experiment.parameter_names, self.config.train.record_norms)
-        self.eval_log = self._open_log("eval.csv", ["step", "epoch", "split", "loss", experiment.metric.name],
-                                       resume_point)
+        self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
         self.step = 0
         # The epoch being trained, how many of its batches are done, and the shuffle generator's state when it
         # began (its data order is drawn from that state, so a resumed epoch draws the same order again).
@@ -334,7 +211,7 @@ class Training:
             self.recorder.load_history()
             self.resumed_at_steps.append(self.step)
 
-    def train(self) -> dict[str, Any]:
+    def train(self) -> RunSummary:
         """The loop itself, as the articles write it; returns the summary once the run has ended.
 
         It ends after the last step, at the first flush that finds a divergence, at an early stop, or at the
@@ -405,7 +282,7 @@ class Training:
         self.epoch += 1
         return True
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> RunSummary:
         """Test evaluation (not for an interrupted run: it will go on), plots and summary.json; the summary."""
         status, test = self.conclude()
         plot_run(*self.plot_arguments())
@@ -430,7 +307,7 @@ class Training:
             "best_dev": self.best_dev,
             "best_state": self.best_state,
             "evaluations_without_improvement": self.evaluations_without_improvement,
-            "log_sizes": {"metrics.csv": self.recorder.log.size, "eval.csv": self.eval_log.size},
+            "log_sizes": {METRICS: self.recorder.log.size, EVALUATIONS: self.eval_log.size},
             "seconds": self._seconds(),
             "resumed_at_steps": self.resumed_at_steps,
         }
@@ -472,7 +349,7 @@ class Training:
         if self.best_saved or self.best_dev is None:
             return
         dev = {key: value for key, value in self.best_dev.items() if key != "step"}
-        save_checkpoint(self.run_dir / "best.pt", {"model": self.best_state, "step": self.best_dev["step"],
+        save_checkpoint(self.run_dir / BEST_CHECKPOINT, {"model": self.best_state, "step": self.best_dev["step"],
                                                    "dev": dev, "config": self.config.to_dict()})
         self.best_saved = True
 
@@ -577,13 +454,13 @@ class Training:
         """plot_run's arguments for this run."""
         return self.run_dir, self.config.plot, self._plot_parameters()
 
-    def write_summary(self, status: str, test: Optional[dict[str, Any]]) -> dict[str, Any]:
+    def write_summary(self, status: str, test: Optional[dict[str, Any]]) -> RunSummary:
         """summary.json, written once the plots are: the last file of a finished run folder.
 
         A finished run needs no resume point any more, so last.pt goes once summary.json is written.
         """
         diverged = self.divergence is not None
-        summary = {
+        values = {
             "name": self.config.name,
             "status": status,
             "interrupted_by": self.stopped_by,
@@ -606,8 +483,8 @@ class Training:
             **environment(self.experiment.device),
         }
         # What this returns is what the file holds: a non-finite test metric (a diverged model) is null in both.
-        summary = json_ready(summary)
-        write_json(self.run_dir / "summary.json", summary)
+        summary = RunSummary(**json_ready(values))
+        summary.write(self.run_dir / SUMMARY)
         if status != "interrupted":
             try:
                 (self.run_dir / RESUME_POINT).unlink(missing_ok=True)

@@ -90,7 +90,7 @@ def test_plot_figure_has_one_line_per_parameter(write_config, tmp_path: Path, mo
     monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.append(figure))
     plotting.plot_grad_norms(metrics, tmp_path / "x.pdf", ["rnn_model.W", "rnn_model.U", "rnn_model.b"], steps=4)
     lines = figures[0].axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["W_grad_l2", "U_grad_l2", "b_grad_l2"]
+    assert [line.get_label() for line in lines] == ["W", "U", "b"]
     assert all(len(line.get_xdata()) == 4 for line in lines)
     plt.close("all")
 

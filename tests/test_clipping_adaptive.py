@@ -352,7 +352,7 @@ def test_defaults_are_the_papers() -> None:
 
 def run_metrics(write_config, tmp_path: Path, clip: dict) -> pd.DataFrame:
     result = run(load_config(write_config(clip=clip, train={"epochs": 3})), tmp_path / "runs")
-    assert result.summary["status"] == "completed"
+    assert result.summary.status == "completed"
     return pd.read_csv(result.run_dir / "metrics.csv")
 
 
@@ -403,7 +403,7 @@ def test_adaptive_config_completes_on_the_explosion_settings(name: str, tmp_path
     config = load_config(CONFIGS / f"{name}.yaml")
     result = run(config, tmp_path / "runs")
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    assert result.summary["status"] == "completed" and not result.summary["diverged"]
+    assert result.summary.status == "completed" and not result.summary.diverged
     assert np.isfinite(metrics["loss"]).all() and np.isfinite(metrics["grad_norm/total"]).all()
     assert metrics["clipped"].any()
     thresholds = metrics["clip_threshold"]

@@ -18,7 +18,9 @@ from gradexp.cli import main
 from gradexp.compare import WIDE, build_table, format_table, gather_runs
 from gradexp.compare.explosion import first_explosion
 from gradexp.compare.figure import comparison_figure
-from gradexp.compare.runs import flatten, unique_names
+from gradexp.compare.runs import unique_names
+from gradexp.recording.folder import flatten
+from gradexp.recording.summary import RunSummary
 from gradexp.compare.table import differing_keys, run_labels, status_text
 from gradexp.config.loading import load_config
 from gradexp.runner import run
@@ -162,7 +164,7 @@ def test_metric_option_picks_the_column(tiny_runs) -> None:
     ({"steps": 3}, None),
 ])
 def test_status_text(summary, expected) -> None:
-    assert status_text(summary) == expected
+    assert status_text(None if summary is None else RunSummary.from_json(summary)) == expected
 
 
 # What differs between runs ---------------------------------------------------------------------------------

@@ -129,8 +129,8 @@ def test_shipped_config_runs_on_tiny_files_and_fails_clearly_without_them(tmp_pa
     overrides = [f"data.path={folder}", "data.dev_size=8", "train.epochs=1", "train.batch_size=16",
                  "train.device=cpu"]
     result = run(load_config(CONFIGS / "mnist_global15.yaml", overrides), tmp_path / "runs")
-    assert result.summary["status"] == "completed" and result.summary["steps"] == 2  # 32 images / 16
-    assert result.summary["parameters"][0] == "layers.0.weight" and result.summary["test"]["accuracy"] is not None
+    assert result.summary.status == "completed" and result.summary.steps == 2  # 32 images / 16
+    assert result.summary.parameters[0] == "layers.0.weight" and result.summary.test["accuracy"] is not None
     missing = CliRunner().invoke(main, ["validate", str(CONFIGS / "mnist_global15.yaml"),
                                         "--set", f"data.path={tmp_path / 'nowhere'}"])
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1

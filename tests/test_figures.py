@@ -15,7 +15,8 @@ import pytest
 
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.figure import comparison_figure
-from gradexp.sweep.figure import is_bounded, metric_scale, sweep_figure
+from gradexp.plotting import metric_scale
+from gradexp.sweep.figure import is_bounded, sweep_figure
 from gradexp.sweep.grid import GridAxis
 from tests.test_plotting import norms_frame
 

@@ -73,6 +73,7 @@ def test_no_shim_is_left_where_the_value_types_were() -> None:
     assert not (PACKAGE / "config" / "types.py").exists()
 
 
+@pytest.mark.subprocess
 def test_importing_every_component_loads_no_config_module() -> None:
     code = (f"import sys; import {', '.join(COMPONENT_PACKAGES)}; "
             "print(sorted(m for m in sys.modules if m == 'gradexp.config' or m.startswith('gradexp.config.')))")

@@ -22,7 +22,7 @@ RUN_FILES = ("grad_norms.pdf", "loss.pdf", "metrics.csv", "eval.csv", "summary.j
 
 def write_run(folder: Path, plot: dict | None = None, clip: dict | None = None,
               plot_parameters: list[str] | None = None) -> Path:
-    """A finished run folder: metrics.csv, config.yaml (plot and clip sections), summary.json, its own grad_norms.pdf."""
+    """A finished run: metrics.csv, config.yaml (plot and clip sections), summary.json, its own grad_norms.pdf."""
     folder.mkdir(parents=True)
     norms_frame(clipped=True).to_csv(folder / "metrics.csv", index=False)
     (folder / "config.yaml").write_text(yaml.safe_dump({
@@ -59,8 +59,10 @@ def test_the_output_format_follows_the_suffix(tmp_path: Path, suffix: str, magic
     assert target.read_bytes() == first  # no timestamp in any format
 
 
-@pytest.mark.parametrize("name, complaint", [("figure.jpg", "unknown figure format '.jpg'; expected .pdf, .png or .svg"),
-                                             ("figure", "no suffix to name the figure format; expected .pdf, .png or .svg")])
+@pytest.mark.parametrize("name, complaint", [
+    ("figure.jpg", "unknown figure format '.jpg'; expected .pdf, .png or .svg"),
+    ("figure", "no suffix to name the figure format; expected .pdf, .png or .svg"),
+])
 def test_an_unknown_suffix_is_one_line_and_exit_2(tmp_path: Path, name: str, complaint: str) -> None:
     run = write_run(tmp_path / "run")
     result = invoke(run / "metrics.csv", "-o", tmp_path / name)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gradexp.recording.summary import RunSummary
 from gradexp.reporting import describe_summary
+
+
+def describe(summary_json: dict[str, Any]) -> str:
+    """The text for a summary.json holding `summary_json`."""
+    return describe_summary(Path("runs/x"), RunSummary.from_json(summary_json))
 
 
 def summary(max_grad_norm: dict[str, float], plot_parameters: list[str]) -> dict[str, Any]:
@@ -22,19 +28,19 @@ def max_grad_norm_line(text: str) -> str:
 
 def test_mlp_layers_are_told_apart_by_their_full_names() -> None:
     maxima = {"layers.0.weight": 4.0, "layers.0.bias": 3.0, "layers.1.weight": 2.0, "layers.1.bias": 1.0, "total": 5.0}
-    text = describe_summary(Path("runs/x"), summary(maxima, ["layers.0.weight", "layers.1.weight"]))
+    text = describe(summary(maxima, ["layers.0.weight", "layers.1.weight"]))
     assert max_grad_norm_line(text) == "max grad norm: layers.0.weight 4, layers.1.weight 2, total 5"
 
 
 def test_srn_parameters_keep_their_short_names() -> None:
     maxima = {"embedding.weight": 9.0, "rnn_model.W": 965.9, "rnn_model.U": 360.3, "rnn_model.b": 67.8,
               "classifier.weight": 7.0, "total": 1053.0}
-    text = describe_summary(Path("runs/x"), summary(maxima, ["rnn_model.W", "rnn_model.U", "rnn_model.b"]))
+    text = describe(summary(maxima, ["rnn_model.W", "rnn_model.U", "rnn_model.b"]))
     assert max_grad_norm_line(text) == "max grad norm: W 965.9, U 360.3, b 67.8, total 1053"
 
 
 def clip_line(fraction: float) -> str:
-    text = describe_summary(Path("runs/x"), summary({"total": 1.0}, []) | {"clip_fraction": fraction})
+    text = describe(summary({"total": 1.0}, []) | {"clip_fraction": fraction})
     return next(line for line in text.splitlines() if line.startswith("clipped in"))
 
 
@@ -49,7 +55,7 @@ def test_a_diverged_run_without_a_test_metric_says_why() -> None:
     diverged = summary({"total": 1e15}, []) | {"status": "diverged", "diverged": True, "diverged_at_step": 8,
                                                 "diverged_parameter": "layers.0.weight", "test": {"mse": None},
                                                 "best_dev": None, "clip_fraction": None}
-    lines = describe_summary(Path("runs/x"), diverged).splitlines()
+    lines = describe(diverged).splitlines()
     assert lines[0] == "status: diverged at step 8 (first non-finite: layers.0.weight)"
     assert "test mse: n/a (last model, which diverged)" in lines
     assert not any(line.startswith(("best dev", "clipped in")) for line in lines)

@@ -24,7 +24,8 @@ import yaml
 
 from gradexp.config.loading import load_config
 from gradexp.errors import DataError
-from gradexp.resume import RESUME_POINT, read_resume_point
+from gradexp.recording.layout import RESUME_POINT
+from gradexp.resume import read_resume_point
 from gradexp import runner
 from gradexp.runner import SilentReporter, resume, run
 from tests.conftest import TINY_SRN, merged
@@ -104,6 +105,7 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     assert all(torch.equal(best["model"][name], tensor) for name, tensor in reference_best["model"].items())
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("stop, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_saves_and_resume_is_byte_identical(long_config, uninterrupted, tmp_path, stop, exit_code) -> None:
     out = tmp_path / "runs"
@@ -131,6 +133,7 @@ def test_signal_stops_saves_and_resume_is_byte_identical(long_config, uninterrup
     assert_same_run(run_dir, uninterrupted)
 
 
+@pytest.mark.subprocess
 def test_kill_9_leaves_whole_rows_and_resumes_from_the_last_checkpoint(long_config, uninterrupted, tmp_path) -> None:
     out = tmp_path / "runs"
     process = start_and_wait_for_rows(long_config, out)
@@ -198,12 +201,12 @@ def test_resume_restores_every_kind_of_state(config: dict[str, Any], tmp_path: P
     reference = run(load_config(path), tmp_path / "reference").run_dir
     # Stopped twice: in the middle of an epoch and between flushes, then again after the first resume.
     first = run(load_config(path), tmp_path / "stopped", SignalAtSteps({13}))
-    assert first.summary["status"] == "interrupted" and first.summary["steps"] == 13
+    assert first.summary.status == "interrupted" and first.summary.steps == 13
     second = resume(first.run_dir, SignalAtSteps({31}, signal.SIGTERM))
-    assert second.summary["status"] == "interrupted" and second.summary["steps"] == 31
-    assert second.summary["interrupted_by"] == "SIGTERM"
+    assert second.summary.status == "interrupted" and second.summary.steps == 31
+    assert second.summary.interrupted_by == "SIGTERM"
     final = resume(first.run_dir)
-    assert final.summary["resumed_at_steps"] == [13, 31]
+    assert final.summary.resumed_at_steps == [13, 31]
     assert_same_run(first.run_dir, reference)
 
 
@@ -238,5 +241,5 @@ def test_resume_points_are_saved_by_the_clock(write_config, tmp_path: Path, monk
     result = run(load_config(write_config(train={"resume_point_seconds": seconds})), tmp_path / "runs")
     assert saved == expected_steps
     best = torch.load(result.run_dir / "best.pt")
-    assert best["step"] == result.summary["best_dev"]["step"]
-    assert best["dev"]["accuracy"] == result.summary["best_dev"]["accuracy"]
+    assert best["step"] == result.summary.best_dev["step"]
+    assert best["dev"]["accuracy"] == result.summary.best_dev["accuracy"]

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from gradexp.config.loading import load_config
-from gradexp.runner import metric_columns, run
+from gradexp.recording.layout import MetricsColumns
+from gradexp.runner import run
 from tests.conftest import CONFIGS
 
 SRN_PARAMETERS = ["embedding.weight", "rnn_model.W", "rnn_model.U", "rnn_model.b", "classifier.weight",
@@ -29,7 +30,7 @@ def test_run_folder_holds_every_output(write_config, tmp_path: Path) -> None:
     assert result.run_dir.parent == tmp_path / "runs" and result.run_dir.name.startswith("tiny-")
     assert {p.name for p in result.run_dir.iterdir()} == RUN_FILES
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    assert list(metrics.columns) == metric_columns(SRN_PARAMETERS)
+    assert list(metrics.columns) == MetricsColumns.of(SRN_PARAMETERS).header
     assert list(metrics["step"]) == list(range(1, 11))  # 300 examples / 64 = 5 steps an epoch, 2 epochs
     assert list(metrics["epoch"]) == [1] * 5 + [2] * 5
     evaluations = pd.read_csv(result.run_dir / "eval.csv")
@@ -98,16 +99,16 @@ def test_divergence_is_a_result(write_config, tmp_path: Path) -> None:
     result = run_tiny(write_config, tmp_path, optimizer={"lr": 1e30}, loss={"reduction": "sum"},
                       train={"epochs": 5, "flush_every": 7})
     summary = result.summary
-    assert summary["status"] == "diverged" and summary["diverged"]
+    assert summary.status == "diverged" and summary.diverged
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
     # the run stops at the first non-finite row, which is the last one written
-    assert metrics["step"].iloc[-1] == summary["diverged_at_step"] == summary["steps"]
+    assert metrics["step"].iloc[-1] == summary.diverged_at_step == summary.steps
     last = metrics.iloc[-1]
     watched = ["loss"] + [f"grad_norm/{name}" for name in SRN_PARAMETERS]
     assert not all(math.isfinite(last[c]) for c in watched)
     assert all(math.isfinite(v) for v in metrics.iloc[:-1][watched].to_numpy().ravel())
     first_bad = [n for n in SRN_PARAMETERS if not math.isfinite(last[f"grad_norm/{n}"])]
-    assert summary["diverged_parameter"] == (first_bad[0] if first_bad else "loss")
+    assert summary.diverged_parameter == (first_bad[0] if first_bad else "loss")
     assert {"summary.json", "metrics.csv", "grad_norms.pdf", "loss.pdf"} <= {p.name for p in result.run_dir.iterdir()}
 
 
@@ -118,11 +119,11 @@ def test_early_stopping_restores_best_and_plateau_decays_lr(write_config, tmp_pa
     summary = result.summary
     evaluations = pd.read_csv(result.run_dir / "eval.csv")
     dev = evaluations[evaluations.split == "dev"]
-    assert summary["early_stopped"] and summary["steps"] < 200
+    assert summary.early_stopped and summary.steps < 200
     # early stopping tests the restored best model even under keep: last, and says so
-    assert summary["test_model"] == "best"
+    assert summary.test_model == "best"
     # stopped exactly `patience` evaluations after the best one
-    assert list(dev["step"]).index(summary["best_dev"]["step"]) == len(dev) - 4
+    assert list(dev["step"]).index(summary.best_dev["step"]) == len(dev) - 4
     lrs = pd.read_csv(result.run_dir / "metrics.csv")["lr"]
     assert lrs.iloc[0] == 0.5 and lrs.iloc[-1] < 0.5 and lrs.is_monotonic_decreasing
 
@@ -146,7 +147,7 @@ def test_srn_explode_reproduces_the_article(tmp_path: Path) -> None:
     """E1: W's gradient norm passes 100 within the first epochs, then collapses as tanh saturates."""
     result = run(load_config(CONFIGS / "srn_explode.yaml"), tmp_path)
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    assert result.summary["status"] == "completed" and result.summary["steps"] == 250
+    assert result.summary.status == "completed" and result.summary.steps == 250
     first_epochs = metrics[metrics["epoch"] <= 3]
     assert first_epochs["grad_norm/rnn_model.W"].max() > 100
     assert metrics["grad_norm/rnn_model.W"].iloc[-50:].median() < 1  # stalled: the norms collapsed toward zero
@@ -172,7 +173,7 @@ def test_srn_clip_global_bounds_the_l1_total(tmp_path: Path) -> None:
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
     # the recorded total is an L2 norm, which never exceeds the L1 norm that was clipped to 6
     assert (metrics["clipped_norm/total"] <= 6.0 + 1e-5).all()
-    assert result.summary["status"] == "completed"
+    assert result.summary.status == "completed"
 
 
 def test_metrics_do_not_depend_on_the_callers_thread_count(write_config, tmp_path: Path) -> None:

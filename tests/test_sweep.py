@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -129,6 +128,7 @@ def test_a_diverged_or_crashed_point_does_not_stop_the_others(write_config, tmp_
     assert list(result.table["diverged_at_step"].isna()) == [False, True, True]
 
 
+@pytest.mark.subprocess
 def test_parallel_jobs_train_the_same_runs(write_config, tmp_path: Path) -> None:
     plan = plan_sweep(write_config(), ["train.epochs=1"], ["optimizer.lr=0.05,0.5"], seeds=1)
     one = run_sweep(plan, tmp_path / "one", LocalBackend(jobs=1))
@@ -138,6 +138,7 @@ def test_parallel_jobs_train_the_same_runs(write_config, tmp_path: Path) -> None
         assert (first.run_dir / "metrics.csv").read_bytes() == (second.run_dir / "metrics.csv").read_bytes()
 
 
+@pytest.mark.subprocess
 def test_cli_sweep_runs_are_the_same_whatever_the_jobs(tmp_path: Path) -> None:
     # E1's own shapes (64 x 32 matrices), not the tiny config: big enough that torch splits a step's float32
     # sums among its threads, so a thread count that followed --jobs would change the last digits.
@@ -162,8 +163,7 @@ def test_cli_sweep_prints_each_run_and_the_comparison(write_config, tmp_path: Pa
     assert "sweep of 4 runs (4 valid)" in result.output
     assert "000-lr0.05-seed0: completed, test accuracy" in result.output
     assert "003-lr0.1-seed1: completed" in result.output
-    if importlib.util.find_spec("gradexp.compare"):
-        assert "explode" in result.output  # the compare table's header
+    assert "explode" in result.output  # the compare table's header
     assert len(list(tmp_path.glob("sweep-tiny-*/*/summary.json"))) == 4
 
 
@@ -207,8 +207,8 @@ def assert_one_diverged_one_completed(out: Path, backend_arguments: list[str]) -
     assert "explode" in result.output  # the compare table, diverged run included
 
 
-@pytest.mark.parametrize("backend_arguments", [[], ["--jobs", "2"], ["--vectorize"]],
-                         ids=["one-at-a-time", "jobs", "vectorized"])
+@pytest.mark.parametrize("backend_arguments", [[], pytest.param(["--jobs", "2"], marks=pytest.mark.subprocess),
+                                               ["--vectorize"]], ids=["one-at-a-time", "jobs", "vectorized"])
 def test_a_point_that_diverges_beside_one_that_completes(tmp_path: Path, backend_arguments: list[str]) -> None:
     assert_one_diverged_one_completed(tmp_path, backend_arguments)
 
@@ -221,7 +221,8 @@ def failing_report(outcome) -> None:
     raise ReportFailed(outcome.point.name)
 
 
-@pytest.mark.parametrize("backend", [LocalBackend(jobs=2), VectorizedBackend()], ids=["jobs", "vectorized"])
+@pytest.mark.parametrize("backend", [pytest.param(LocalBackend(jobs=2), marks=pytest.mark.subprocess),
+                                     VectorizedBackend()], ids=["jobs", "vectorized"])
 def test_a_failing_report_is_not_taken_for_a_failed_point(write_config, tmp_path: Path, backend) -> None:
     # Before, the report's error marked the point (--jobs) or its batch-mates (--vectorize) failed and the sweep
     # went on; it is the caller's bug, so it reaches the caller.

@@ -32,7 +32,7 @@ from gradexp.compare import build_table, gather_runs
 from gradexp.compare.table import table_csv
 from gradexp.config.loading import load_config
 from gradexp.errors import OptionError
-from gradexp.resume import RESUME_POINT
+from gradexp.recording.layout import RESUME_POINT
 from gradexp.threads import torch_threads
 from gradexp.sweep import plan_sweep, run_sweep
 from gradexp.sweep.backends.local import LocalBackend
@@ -41,6 +41,9 @@ from gradexp.sweep.backends.ray import (SCRATCH_PREFIX, RayBackend, StopFlag, ch
                                  train_and_pack)
 from tests.conftest import CONFIGS
 from tests.test_sweep import assert_one_diverged_one_completed
+
+# Every test here is about the Ray backend; most start or use a real Ray instance.
+pytestmark = pytest.mark.ray
 
 # Columns that hold wall-clock time, or a run folder's name or path (stamped with the time the run started).
 CLOCK_COLUMNS = ("run", "path", "seconds")

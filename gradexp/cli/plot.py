@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
-from gradexp.cli import overrides_option, reports_errors
+from gradexp.cli import reports_errors
 
 
 @click.command("plot")
 @click.argument("metrics_csv", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="PDF to write [default: grad_norms.pdf beside the CSV].")
-@click.option("--params", help="Comma-separated parameters to plot, full names or last component (W,U,b).")
-@click.option("--steps", type=click.IntRange(min=1), help="Plot only the first N steps.")
-@click.option("--log-y", is_flag=True, help="Logarithmic y axis.")
+              help="Figure to write; the suffix picks the format: .pdf, .png or .svg "
+                   "[default: grad_norms-replot.pdf beside the CSV].")
+@click.option("--params", help="Comma-separated parameters to plot, full names or last component (W,U,b) "
+                                "[default: the run's plotted parameters].")
+@click.option("--steps", type=click.IntRange(min=1), help="Show only the first N steps in the top panel "
+                                                           "[default: the run's plot.steps].")
+@click.option("--log-y/--linear-y", "log_y", default=None,
+              help="Logarithmic or linear y axis in the top panel [default: the run's plot.log_y].")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @reports_errors
-def command(metrics_csv: Path, output: Path | None, params: str | None, steps: int | None, log_y: bool) -> None:
-    """Re-plot the gradient norms of any metrics.csv.
+def command(metrics_csv: Path, output: Optional[Path], params: Optional[str], steps: Optional[int],
+            log_y: Optional[bool], force: bool) -> None:
+    """Re-plot the gradient norms of any metrics.csv, with the run's own plot and clip settings
+    (config.yaml and summary.json beside the CSV) unless an option overrides them.
 
-    Example: gradexp plot runs/srn_explode-20261123-101500/metrics.csv --params W,U,b --steps 40
+    Never replaces an existing file (the run's own grad_norms.pdf included) without --force.
+
+    Example: gradexp plot runs/srn_explode-20261123-101500/metrics.csv --params W,U,b --steps 40 -o explode40.png
     """
-    from gradexp.plotting import parameter_columns, plot_grad_norms, read_metrics, select_parameters
+    from gradexp.plotting import replot
 
-    frame = read_metrics(metrics_csv)
     wanted = [name.strip() for name in params.split(",") if name.strip()] if params else None
-    chosen = select_parameters(parameter_columns(frame), wanted, str(metrics_csv))
-    output = output or metrics_csv.parent / "grad_norms.pdf"
-    plot_grad_norms(frame, output, chosen, steps, log_y, title=metrics_csv.parent.name)
-    click.echo(f"wrote {output}")
+    written = replot(metrics_csv, output, wanted, steps, log_y, force)
+    click.echo(f"wrote {written}")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gradexp.cli import overrides_option, reports_errors
 from gradexp.config.loading import load_config
+
+if TYPE_CHECKING:
+    from gradexp.recording.summary import RunSummary
 
 
 class ProgressReporter:
@@ -38,7 +41,7 @@ class ProgressReporter:
     def evaluated(self, step: int, dev: dict[str, float]) -> None:
         self._dev = " ".join(f"dev {name} {value:.4g}" for name, value in dev.items())
 
-    def run_finished(self, summary: dict[str, Any]) -> None:
+    def run_finished(self, summary: RunSummary) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
@@ -76,7 +79,7 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     else:
         result = runner.run(load_config(config, overrides), out_dir or Path("runs"), ProgressReporter())
     click.echo(describe_summary(result.run_dir, result.summary))
-    stopped_by = result.summary["interrupted_by"]
+    stopped_by = result.summary.interrupted_by
     if stopped_by is not None:
         click.echo(f"resume with: gradexp run --resume {result.run_dir}")
         # The shell's convention for a process ended by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,13 +36,11 @@ def describe_outcome(outcome: PointOutcome, done: int, total: int) -> str:
     if outcome.error:
         return text + f" ({outcome.error})"
     summary = read_summary(outcome.run_dir)
-    if summary.get("diverged_at_step") is not None:
-        text += f" at step {summary['diverged_at_step']}"
-    metric = summary.get("metric")
-    test_value = (summary.get("test") or {}).get(metric)
-    # null where the run has none: a diverged model scores NaN, an interrupted run is not tested.
-    if test_value is not None:
-        text += f", test {metric} {test_value:.4g}"
+    if summary.diverged_at_step is not None:
+        text += f" at step {summary.diverged_at_step}"
+    # None where the run has none: a diverged model scores NaN, an interrupted run is not tested.
+    if summary.test_value is not None:
+        text += f", test {summary.metric} {summary.test_value:.4g}"
     return text
 
 
@@ -124,11 +123,13 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     with lines.counting(total) as finished:
         result = run_sweep(plan, out_dir, built, finished)
     click.echo(f"wrote {result.folder / 'sweep.csv'} and {result.folder / 'sweep.pdf'}")
-    from gradexp.compare import build_table, format_table, gather_runs
+    from gradexp.compare import COMPACT, DEFAULT_WIDTH, build_table, format_table, gather_runs
 
     gathered = gather_runs([result.folder])
     if gathered.runs:
-        click.echo(format_table(build_table(gathered.runs)))
+        # As wide as the terminal, as `gradexp compare` prints it; DEFAULT_WIDTH into a pipe or a file.
+        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        click.echo(format_table(build_table(gathered.runs), COMPACT, width))
 
 
 def chosen_backend(context: click.Context, backend: str, vectorize: bool) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from gradexp.compare.runs import Gathered, RunRecord, gather_runs
+from gradexp.compare.runs import Gathered, gather_runs
 from gradexp.compare.table import COMPACT, DEFAULT_WIDTH, WIDE, ComparisonTable, build_table, format_table, table_csv
 from gradexp.errors import OutputError
 from gradexp.plotting import save_figure
-from gradexp.recording import create_run_folder, write_bytes
+from gradexp.recording.files import create_run_folder, write_bytes
 
-__all__ = ["COMPACT", "DEFAULT_WIDTH", "WIDE", "ComparisonTable", "Gathered", "RunRecord", "build_table",
+__all__ = ["COMPACT", "DEFAULT_WIDTH", "WIDE", "ComparisonTable", "Gathered", "build_table",
            "format_table", "gather_runs", "output_folder", "write_comparison"]
 
 

@@ -8,9 +8,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from gradexp.plotting import GRAD_PREFIX, parameter_columns
+from gradexp.recording.layout import GRAD_PREFIX, TOTAL, parameter_names
 
-TOTAL_COLUMN = GRAD_PREFIX + "total"
+TOTAL_COLUMN = GRAD_PREFIX + TOTAL
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def first_explosion(metrics: pd.DataFrame, threshold: float) -> Optional[Explosi
     if not len(exploded):
         return None
     row = int(exploded[0])
-    parameters = parameter_columns(metrics)
+    parameters = parameter_names(metrics.columns)
     norms = metrics[[GRAD_PREFIX + name for name in parameters]].iloc[row].to_numpy(dtype=float)
     non_finite = np.flatnonzero(~np.isfinite(norms))
     culprit = int(non_finite[0]) if len(non_finite) else int(np.argmax(norms))

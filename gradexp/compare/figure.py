@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from gradexp.compare.table import ComparisonTable  # noqa: E402
-from gradexp.plotting import GRAD_PREFIX, short_parameter_name  # noqa: E402
+from gradexp.plotting import GRAD_PREFIX, TOTAL, finite_values, set_log_scale, short_parameter_name  # noqa: E402
 
 # Ten colours, then the same ten dashed, dotted ...: runs past the tenth stay distinguishable.
 LINE_STYLES = ["-", "--", ":", "-."]
 PANEL_COLUMNS = 2
+# Characters per legend line: about the width of the 11-inch figure at the legend's font size.
+LEGEND_LABEL_WIDTH = 150
 
 
 def run_style(index: int) -> dict[str, str]:
@@ -27,8 +29,10 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
     """Pre-clip gradient norms of each shown parameter and of all together, and the training loss, per step.
 
     Every panel holds one line per run that recorded the quantity (non-finite values left as gaps), on a
-    log scale; the total-norm panel marks the explosion threshold with a grey dotted line. The legend
-    names each run by the config fields that differ between the runs.
+    log scale whose lower end is plotting.log_axis_floor over every run's values, so one run's dips to
+    1e-30 do not squash the others (the title says how many values fall below it); the total-norm panel
+    marks the explosion threshold with a grey dotted line. The legend names each run by the config fields
+    that differ between the runs.
     """
     panels = [GRAD_PREFIX + name for name in table.parameters] + ["loss"]
     rows = math.ceil(len(panels) / PANEL_COLUMNS)
@@ -38,16 +42,24 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
     for axes in axes_list[len(panels):]:
         figure.delaxes(axes)
     for axes, column in zip(axes_list, panels):
+        drawn = []
         for index, (run, label) in enumerate(zip(table.runs, table.labels)):
             if run.metrics is not None and column in run.metrics:
-                values = run.metrics[column].replace([np.inf, -np.inf], np.nan)
+                values = finite_values(run.metrics, column)
                 axes.plot(run.metrics["step"], values, linewidth=1, label=label, **run_style(index))
-        axes.set_yscale("log")
-        axes.set_xlabel("step")
-        axes.set_title(_panel_title(column, table), fontsize="medium")
-        if column == GRAD_PREFIX + "total":
+                drawn.append(values)
+        if column == GRAD_PREFIX + TOTAL:
             axes.axhline(table.explode_at, color="0.5", linestyle=":", linewidth=1)
-    handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(table.labels)]
+            drawn.append([table.explode_at])  # kept above the axis' lower end
+        limits = set_log_scale(axes, drawn)
+        if limits is None:  # no run recorded it: an empty panel, on the same kind of axis as the others
+            axes.set_yscale("log")
+        axes.set_xlabel("step")
+        note = limits.note() if limits else ""
+        axes.set_title(_panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium")
+    # A label of many differing fields is wrapped rather than cut off at the figure's edges.
+    handles = [Line2D([], [], label=textwrap.fill(label, LEGEND_LABEL_WIDTH, break_long_words=False),
+                      **run_style(index)) for index, label in enumerate(table.labels)]
     figure.legend(handles=handles, loc="outside lower center", ncols=1, fontsize="small")
     return figure
 
@@ -56,6 +68,6 @@ def _panel_title(column: str, table: ComparisonTable) -> str:
     if column == "loss":
         return "training loss"
     name = column[len(GRAD_PREFIX):]
-    if name == "total":
+    if name == TOTAL:
         return f"total gradient L2 norm before clipping (dotted: explode at {table.explode_at:g})"
     return f"{short_parameter_name(name, table.parameters)} gradient L2 norm before clipping"

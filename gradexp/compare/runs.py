@@ -1,65 +1,30 @@
-"""Finding run folders and reading what each one wrote, for `gradexp compare`.
+"""Finding run folders (gradexp.recording.folder reads each), and naming them, for `gradexp compare`.
 
-A run folder is a folder holding a summary.json or a metrics.csv (the runner writes metrics.csv
-first and summary.json last, so a run that never finished has only the former). Any other folder
-is searched, to any depth, for run folders: a sweep, `runs/`, or a folder of sweeps.
+A path that is not itself a run folder is searched, to any depth, for run folders: a sweep, `runs/`,
+or a folder of sweeps.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
-
-import pandas as pd
-import yaml
+from typing import Iterable, Sequence
 
 from gradexp.errors import DataError
-from gradexp.plotting import parameter_columns, read_metrics
-
-SUMMARY = "summary.json"
-METRICS = "metrics.csv"
-CONFIG = "config.yaml"
+from gradexp.recording.folder import RunFolder, is_run_folder
+from gradexp.recording.layout import METRICS, SUMMARY
 # A run folder's name ends in its start time, -YYYYmmdd-HHMMSS (and perhaps more digits): numbers after -/_.
 START_TIME = re.compile(r"([-_]\d+)+$")
 NAME_SEPARATOR = re.compile(r"[-_]")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run folder as written, with whatever an older or unfinished run lacks left as None.
-
-    summary: summary.json, or None when the run never finished.
-    config: config.yaml flattened to dotted keys (optimizer.lr, clip.mode ...), or None without one.
-    metrics: metrics.csv, or None without one.
-    """
-
-    path: Path
-    summary: Optional[dict[str, Any]]
-    config: Optional[dict[str, Any]]
-    metrics: Optional[pd.DataFrame]
-
-    @property
-    def parameters(self) -> list[str]:
-        """The model's parameter names: summary.json's list, else metrics.csv's grad_norm columns."""
-        listed = (self.summary or {}).get("parameters")
-        if isinstance(listed, list):
-            return [str(name) for name in listed]
-        return parameter_columns(self.metrics) if self.metrics is not None else []
 
 
 @dataclass
 class Gathered:
     """The runs that could be read, in the order given, and one error per path or run that could not."""
 
-    runs: list[RunRecord] = field(default_factory=list)
+    runs: list[RunFolder] = field(default_factory=list)
     failures: list[DataError] = field(default_factory=list)
-
-
-def is_run_folder(path: Path) -> bool:
-    return (path / SUMMARY).is_file() or (path / METRICS).is_file()
 
 
 def find_run_folders(path: Path) -> list[Path]:
@@ -107,64 +72,10 @@ def gather_runs(paths: Sequence[str | Path]) -> Gathered:
                 continue
             seen.add(folder.resolve())
             try:
-                gathered.runs.append(load_run(folder))
+                gathered.runs.append(RunFolder.read(folder))
             except DataError as failure:
                 gathered.failures.append(failure)
     return gathered
-
-
-def load_run(path: Path) -> RunRecord:
-    """Read a run folder; a corrupt or empty file among those present raises a DataError naming it."""
-    summary = _read_summary(path / SUMMARY) if (path / SUMMARY).is_file() else None
-    config = flatten(_read_config(path / CONFIG)) if (path / CONFIG).is_file() else None
-    metrics = read_metrics(path / METRICS) if (path / METRICS).is_file() else None
-    return RunRecord(path, summary, config, metrics)
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as failure:
-        raise DataError(str(path), f"cannot be read ({failure})") from None
-    except json.JSONDecodeError as failure:
-        raise DataError(str(path), f"is not valid JSON ({failure})") from None
-    if not isinstance(data, dict):
-        raise DataError(str(path), "is not a gradexp summary (expected a JSON object)")
-    return data
-
-
-def _read_config(path: Path) -> Mapping[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as failure:
-        raise DataError(str(path), f"cannot be read ({failure})") from None
-    except yaml.YAMLError as failure:
-        raise DataError(str(path), f"is not valid YAML ({str(failure).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(str(path), "is not a gradexp config (expected a mapping of sections)")
-    return data
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys: {"clip": {"mode": "norm"}} -> {"clip.mode": "norm"}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def nested(mapping: Optional[Mapping[str, Any]], *keys: str) -> Any:
-    """mapping[k1][k2]..., or None where a level is missing or not a mapping (an older or partial summary)."""
-    value: Any = mapping
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
 
 
 def unique_names(paths: Iterable[Path]) -> list[str]:

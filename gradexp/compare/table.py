@@ -23,10 +23,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from gradexp.compare.explosion import TOTAL_COLUMN, first_explosion
-from gradexp.compare.runs import RunRecord, nested, short_names, unique_names
+from gradexp.compare.runs import short_names, unique_names
 from gradexp.errors import OptionError
-from gradexp.plotting import GRAD_PREFIX, short_parameter_name
-from gradexp.recording import format_number
+from gradexp.plotting import short_parameter_name
+from gradexp.recording.files import format_number
+from gradexp.recording.folder import RunFolder
+from gradexp.recording.layout import GRAD_PREFIX
+from gradexp.recording.summary import RunSummary, number
 
 NOT_AVAILABLE = "n/a"
 NEVER = "never"
@@ -67,7 +70,7 @@ class Column:
 
 @dataclass(frozen=True)
 class ComparisonTable:
-    runs: list[RunRecord]
+    runs: list[RunFolder]
     names: list[str]
     # Dotted config keys whose values differ between the runs, and each run's legend label built from them.
     differing: list[str]
@@ -80,7 +83,7 @@ class ComparisonTable:
     metrics: list[str]
 
 
-def build_table(runs: Sequence[RunRecord], metric: Optional[str] = None, explode_at: float = 100.0) -> ComparisonTable:
+def build_table(runs: Sequence[RunFolder], metric: Optional[str] = None, explode_at: float = 100.0) -> ComparisonTable:
     """The table for `runs`; `metric` picks the dev/test metric column (default: each run's own metric)."""
     runs = list(runs)
     names = unique_names(run.path for run in runs)
@@ -99,9 +102,9 @@ def build_table(runs: Sequence[RunRecord], metric: Optional[str] = None, explode
     with_loss = metrics + [LOSS] if LOSS not in metrics and LOSS in recorded_metrics(runs) else metrics
     for name in with_loss:
         columns.append(Column(f"best_dev/{name}", f"dev {name}",
-                              [number(nested(run.summary, "best_dev", name)) for run in runs], number_text, True))
+                              [summary_number(run, "best_dev", name) for run in runs], number_text, True))
         columns.append(Column(f"test/{name}", f"test {name}",
-                              [number(nested(run.summary, "test", name)) for run in runs], number_text, True))
+                              [summary_number(run, "test", name) for run in runs], number_text, True))
     for parameter in parameters:
         short = short_parameter_name(parameter, parameters)
         for field, header, reduce in (("max_grad_norm", "max", np.max), ("median_grad_norm", "med", np.median)):
@@ -114,7 +117,7 @@ def build_table(runs: Sequence[RunRecord], metric: Optional[str] = None, explode
         Column("first_explosion_parameter", "by", [parameter for _, parameter in explosions],
                lambda name: short_parameter_name(name, every_parameter) if name in every_parameter else name),
         Column("clip_fraction", "clipped", [clip_fraction(run) for run in runs], lambda value: f"{value:.1%}", True),
-        Column("seconds", "time", [number(nested(run.summary, "seconds")) for run in runs],
+        Column("seconds", "time", [run.summary.seconds if run.summary else None for run in runs],
                lambda value: f"{value:.1f}s", True),
     ]
     labels = run_labels([run.config for run in runs], differing, names)
@@ -143,19 +146,17 @@ def run_labels(configs: Sequence[Optional[Mapping[str, Any]]], keys: Sequence[st
             for name, label in zip(names, described)]
 
 
-def shown_parameters(runs: Sequence[RunRecord]) -> list[str]:
+def shown_parameters(runs: Sequence[RunFolder]) -> list[str]:
     """The summaries' plot_parameters (W, U, b for the SRN), else every parameter; then "total"."""
-    listed = [nested(run.summary, "plot_parameters") for run in runs]
-    plotted = [name for names in listed if isinstance(names, list) for name in names]
+    plotted = [name for run in runs if run.summary for name in run.summary.plot_parameters]
     chosen = plotted or [name for run in runs for name in run.parameters]
     return [name for name in dict.fromkeys(map(str, chosen)) if name != "total"] + ["total"]
 
 
-def metric_names(runs: Sequence[RunRecord], wanted: Optional[str]) -> list[str]:
+def metric_names(runs: Sequence[RunFolder], wanted: Optional[str]) -> list[str]:
     """[wanted], checked against what the runs recorded; else each run's own metric, in order of appearance."""
     if wanted is None:
-        return list(dict.fromkeys(str(nested(run.summary, "metric")) for run in runs
-                                  if nested(run.summary, "metric") is not None))
+        return list(dict.fromkeys(run.summary.metric for run in runs if run.summary and run.summary.metric))
     recorded = recorded_metrics(runs)
     if wanted not in recorded:
         raise OptionError("--metric",
@@ -163,31 +164,31 @@ def metric_names(runs: Sequence[RunRecord], wanted: Optional[str]) -> list[str]:
     return [wanted]
 
 
-def recorded_metrics(runs: Sequence[RunRecord]) -> set[str]:
+def recorded_metrics(runs: Sequence[RunFolder]) -> set[str]:
     """Every name the runs' best_dev or test recorded (loss and the metric); null or malformed parts hold none."""
-    parts = [nested(run.summary, part) for run in runs for part in ("best_dev", "test")]
-    return {str(key) for part in parts if isinstance(part, Mapping) for key in part if key != "step"}
+    parts = [part for run in runs if run.summary for part in (run.summary.best_dev, run.summary.test)]
+    return {key for part in parts if part for key in part if key != "step"}
 
 
-def status_text(summary: Optional[Mapping[str, Any]]) -> Optional[str]:
+def status_text(summary: Optional[RunSummary]) -> Optional[str]:
     """completed, diverged at step N, interrupted at step N, or incomplete (no summary.json)."""
     if summary is None:
         return "incomplete"
-    status = summary.get("status")
+    status = summary.status
     if status is None:
         return None
-    if status == "diverged" and summary.get("diverged_at_step") is not None:
-        return f"diverged at step {summary['diverged_at_step']}"
-    if status == "interrupted" and summary.get("steps") is not None:
-        return f"interrupted at step {summary['steps']}"
-    if summary.get("early_stopped") and summary.get("steps") is not None:
-        return f"{status} (early stop at step {summary['steps']})"
-    return str(status)
+    if status == "diverged" and summary.diverged_at_step is not None:
+        return f"diverged at step {summary.diverged_at_step}"
+    if status == "interrupted" and summary.steps is not None:
+        return f"interrupted at step {summary.steps}"
+    if summary.early_stopped and summary.steps is not None:
+        return f"{status} (early stop at step {summary.steps})"
+    return status
 
 
-def norm_statistic(run: RunRecord, field: str, parameter: str, reduce: Callable[[np.ndarray], Any]) -> Optional[float]:
+def norm_statistic(run: RunFolder, field: str, parameter: str, reduce: Callable[[np.ndarray], Any]) -> Optional[float]:
     """summary[field][parameter]; without it, `reduce` over the finite metrics.csv norms, as the runner computes it."""
-    recorded = number(nested(run.summary, field, parameter))
+    recorded = summary_number(run, field, parameter)
     if recorded is not None or run.metrics is None or GRAD_PREFIX + parameter not in run.metrics:
         return recorded
     values = run.metrics[GRAD_PREFIX + parameter].to_numpy(dtype=float)
@@ -195,7 +196,7 @@ def norm_statistic(run: RunRecord, field: str, parameter: str, reduce: Callable[
     return float(reduce(finite)) if len(finite) else None
 
 
-def explosion_cells(run: RunRecord, explode_at: float) -> tuple[Any, Any]:
+def explosion_cells(run: RunFolder, explode_at: float) -> tuple[Any, Any]:
     """(first explosion step, parameter): (NEVER, "-") when the total stayed finite and at most explode_at,
     (None, None) when metrics.csv cannot tell (missing, no steps yet, norms not recorded)."""
     metrics = run.metrics
@@ -206,18 +207,18 @@ def explosion_cells(run: RunRecord, explode_at: float) -> tuple[Any, Any]:
     return (NEVER, "-") if explosion is None else (explosion.step, explosion.parameter)
 
 
-def clip_fraction(run: RunRecord) -> Optional[float]:
+def clip_fraction(run: RunFolder) -> Optional[float]:
     """summary clip_fraction; without it, the mean of metrics.csv's `clipped` column (1 where clipping changed
     the gradient)."""
-    recorded = number(nested(run.summary, "clip_fraction"))
+    recorded = run.summary.clip_fraction if run.summary else None
     if recorded is not None or run.metrics is None or "clipped" not in run.metrics or not len(run.metrics):
         return recorded
     return float(run.metrics["clipped"].mean())
 
 
-def number(value: Any) -> Optional[float | int]:
-    """A JSON number, or None for anything else (missing, null, a string in a hand-edited file)."""
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+def summary_number(run: RunFolder, part: str, name: str) -> Optional[float | int]:
+    """summary.json's part[name] (best_dev, test, max_grad_norm, median_grad_norm), None where it has none."""
+    return (getattr(run.summary, part) or {}).get(name) if run.summary else None
 
 
 def number_text(value: float | int) -> str:
@@ -235,7 +236,7 @@ def config_text(value: Any) -> str:
     return str(value)
 
 
-def _config_value(run: RunRecord, key: str) -> Any:
+def _config_value(run: RunFolder, key: str) -> Any:
     """The run's value for `key` (numbers kept, to align and round-trip); None (n/a) when the run lacks the key,
     the text "null" when it sets it to null."""
     if run.config is None or key not in run.config:

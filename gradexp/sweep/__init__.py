@@ -19,7 +19,7 @@ import pandas as pd
 from gradexp.config.loading import read_raw_config
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import ConfigError, OptionError
-from gradexp.recording import create_run_folder, write_yaml
+from gradexp.recording.files import create_run_folder, write_yaml
 from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config

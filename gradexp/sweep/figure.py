@@ -2,8 +2,11 @@
 
 Top: a heatmap of the metric over the first two grid axes that take more than one value (each
 cell the mean over the runs sharing those two values: other axes, seeds), or, with one such axis,
-the metric against it (one marker per run, a line through the means). Below: one small panel per
-run with its total gradient L2 norm before clipping (solid) and after it (dashed), log scale.
+the metric against it (one marker per run, a line through the means). The colour (or y) scale is
+metric_scale's: 0 to 1 for a metric bounded so (accuracy, clip_fraction), else padded so that a spread
+small next to the values looks small; the label states the runs' actual range. A cell or run without
+a value (a diverged run has no test metric) says n/a and its status. Below: one small panel per run
+with its total gradient L2 norm before clipping (solid) and after it (dashed), on one shared log scale.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from gradexp.errors import DataError  # noqa: E402
-from gradexp.plotting import CLIPPED_PREFIX, GRAD_PREFIX, read_metrics, save_figure  # noqa: E402
+from gradexp.plotting import (BOUNDED_METRICS, CLIPPED_PREFIX, GRAD_PREFIX, TOTAL, divergence_step,  # noqa: E402
+                               finite_values, mark_divergence, metric_scale, read_metrics, save_figure,
+                               set_log_scale)
 from gradexp.sweep.grid import GridAxis  # noqa: E402
 
 RUN_PANEL_COLUMNS = 8
-TOTAL = "total"
 
 
 def varying_axes(axes: Sequence[GridAxis]) -> list[GridAxis]:
@@ -34,6 +38,38 @@ def varying_axes(axes: Sequence[GridAxis]) -> list[GridAxis]:
 
 def _metric_values(table: pd.DataFrame, metric: str) -> pd.Series:
     return pd.to_numeric(table[metric], errors="coerce") if metric in table else pd.Series(np.nan, index=table.index)
+
+
+def task_metric(table: pd.DataFrame) -> Optional[str]:
+    """The task metric (accuracy, mse) that test and best_dev hold, when every run has the same one."""
+    names = table["metric"].dropna().unique() if "metric" in table else []
+    return str(names[0]) if len(names) == 1 else None
+
+
+def is_bounded(table: pd.DataFrame, metric: str) -> bool:
+    """Whether `metric` lies in [0, 1]: clip_fraction, or the task metric accuracy in test / best_dev."""
+    return metric in BOUNDED_METRICS or (metric in ("test", "best_dev") and task_metric(table) in BOUNDED_METRICS)
+
+
+def range_text(values: pd.Series) -> str:
+    """'range 0.04-0.08 over 6 runs, 2 n/a': what the runs' values span."""
+    finite = values[np.isfinite(values)]
+    missing = f", {len(values) - len(finite)} n/a" if len(finite) < len(values) else ""
+    if not len(finite):
+        return f"no values over {len(values)} runs"
+    return f"range {finite.min():.3g}–{finite.max():.3g} over {len(values)} runs{missing}"
+
+
+def _cell_font_size(axes: plt.Axes, rows: int, columns: int, notes: Sequence[Sequence[str]]) -> float:
+    """The largest font (6 to 12 points) at which every note fits its cell, from the cell's size in inches."""
+    box = axes.get_position()
+    width, height = axes.figure.get_size_inches()
+    cell_width, cell_height = box.width * width / columns * 72, box.height * height / rows * 72
+    lines = max(note.count("\n") + 1 for row in notes for note in row)
+    characters = max(len(line) for row in notes for note in row for line in note.split("\n"))
+    # A line is about 1.3 font sizes tall and a character 0.6 of one wide; keep a margin in the cell.
+    fitting = min(0.85 * cell_height / (1.3 * lines), 0.85 * cell_width / (0.6 * max(characters, 1)))
+    return float(min(12.0, max(6.0, fitting)))
 
 
 def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: GridAxis, metric: str,
@@ -46,52 +82,74 @@ def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: 
             cell = (table[rows.key] == row_text) & (table[columns.key] == column_text)
             finite = values[cell].dropna()
             grid[i, j] = finite.mean() if len(finite) else np.nan
-            statuses = sorted(set(table.loc[cell, "status"]) - {"completed"})
-            notes[i][j] = ("n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}") + \
-                ("".join(f"\n{status}" for status in statuses))
+            statuses = sorted(set(table.loc[cell, "status"].dropna()) - {"completed"})
+            notes[i][j] = "\n".join(["n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}", *statuses])
+    scale = metric_scale(values, is_bounded(table, metric))
+    norm = scale.norm()
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=plt.get_cmap("viridis").with_extremes(bad="0.85"),
-                        aspect="auto")
+                        norm=norm, aspect="auto")
+    axes.figure.colorbar(image, ax=axes, label=label)
+    size = _cell_font_size(axes, *grid.shape, notes)  # once the colour bar has taken its share of the width
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
-            axes.text(j, i, notes[i][j], ha="center", va="center", fontsize="x-small", color="white"
-                      if not np.isnan(grid[i, j]) and grid[i, j] < np.nanmean(grid) else "black")
+            # White on the dark (low) half of viridis, black elsewhere and on the grey of a cell with no value.
+            dark = not np.isnan(grid[i, j]) and float(norm(np.clip(grid[i, j], scale.low, scale.high))) < 0.45
+            axes.text(j, i, notes[i][j], ha="center", va="center", fontsize=size, color="white" if dark else "black")
     axes.set_xticks(range(len(columns.texts)), columns.texts, rotation=45, ha="right")
     axes.set_yticks(range(len(rows.texts)), rows.texts)
     axes.set_xlabel(columns.key)
     axes.set_ylabel(rows.key)
-    axes.figure.colorbar(image, ax=axes, label=label)
 
 
 def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], metric: str, label: str) -> None:
     values = _metric_values(table, metric)
     if axis is None:  # only seeds vary
-        axes.plot(table["seed"], values, "o")
+        x = pd.to_numeric(table["seed"], errors="coerce")
         axes.set_xlabel("seed")
     else:
         positions = {text: index for index, text in enumerate(axis.texts)}
         x = table[axis.key].map(positions)
-        axes.plot(x, values, "o", alpha=0.6, label="runs")
-        means = values.groupby(x).mean()
-        axes.plot(means.index, means.to_numpy(), "-", color="C0", label="mean")
         axes.set_xticks(range(len(axis.texts)), axis.texts)
         axes.set_xlabel(axis.key)
-        axes.legend(fontsize="small")
+    axes.plot(x, values, "o", color="C0", alpha=0.6, label="runs")
+    if axis is not None:
+        means = values.groupby(x).mean()
+        axes.plot(means.index, means.to_numpy(), "-", color="C0", label="mean")
+    missing = ~np.isfinite(values)
+    if missing.any():
+        # A run without a value (diverged, failed) as a cross on the bottom edge, not silently absent.
+        axes.plot(x[missing], np.zeros(int(missing.sum())), "x", color="C3", clip_on=False,
+                  transform=axes.get_xaxis_transform(), label="no value (see its status)")
+    scale = metric_scale(values, is_bounded(table, metric))
+    if scale.log:
+        axes.set_yscale("log")
+    axes.set_ylim(scale.low, scale.high)
     axes.set_ylabel(label)
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> None:
+def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> list[pd.Series]:
+    """One run's total norm before (solid) and after clipping (dashed), and its divergence step; returns the
+    values drawn. A run with no folder, no metrics.csv or no recorded total says "no norms"."""
     # y given: matplotlib then does not measure the tick labels of the axes to place the title
     axes.set_title(title, fontsize=6, pad=2, y=1.0)
     try:
         frame = read_metrics(run_dir / "metrics.csv") if run_dir is not None else None
     except DataError:  # a run that crashed before its first rows
         frame = None
-    if frame is None or not len(frame) or not frame[GRAD_PREFIX + TOTAL].notna().any():
+    if frame is None or GRAD_PREFIX + TOTAL not in frame or not frame[GRAD_PREFIX + TOTAL].notna().any():
         axes.text(0.5, 0.5, "no norms", ha="center", va="center", transform=axes.transAxes, fontsize=6)
-        return
+        return []
+    drawn = []
     for prefix, style, colour in ((GRAD_PREFIX, "-", "C3"), (CLIPPED_PREFIX, "--", "C0")):
-        values = frame[prefix + TOTAL].replace([np.inf, -np.inf], np.nan)
-        axes.plot(frame["step"], values.where(values > 0), style, color=colour, linewidth=0.7)
+        if prefix + TOTAL in frame:
+            values = finite_values(frame, prefix + TOTAL)
+            axes.plot(frame["step"], values, style, color=colour, linewidth=0.7)
+            drawn.append(values)
+    diverged_at = divergence_step(frame)
+    if diverged_at is not None:
+        mark_divergence(axes, diverged_at)
+    return drawn
 
 
 def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis],
@@ -99,10 +157,13 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
     """Small multiples on one shared log scale, so the runs' norms compare at a glance; laid out by hand
     (a layout engine measures every tick label of every panel, which for a 64-run sweep takes seconds)."""
     rows = math.ceil(len(table) / RUN_PANEL_COLUMNS)
+    if not rows:
+        return
     grid = figure.add_gridspec(rows, RUN_PANEL_COLUMNS, left=0.05, right=0.99, bottom=bottom, top=top,
                                hspace=0.45, wspace=0.08)
     panels = grid.subplots(sharex=True, sharey=True, squeeze=False)
     with_seeds = table["seed"].nunique() > 1
+    drawn: list[pd.Series] = []
     for index, axes in enumerate(panels.flat):
         if index >= len(table):
             axes.set_axis_off()
@@ -112,10 +173,10 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
         if with_seeds:
             values.append(f"seed {row['seed']}")
         status = "" if row["status"] == "completed" else f" [{row['status']}]"
-        _draw_run(axes, run_dirs[index], ", ".join(values) + status)
+        drawn += _draw_run(axes, run_dirs[index], ", ".join(values) + status)
         axes.tick_params(labelsize=6, length=2, pad=1)
-    if any(line for axes in panels.flat for line in axes.get_lines()):
-        panels[0][0].set_yscale("log")
+    # One floor for all the panels (they share the y axis), so one run's dips do not squash the others.
+    if set_log_scale(panels[0][0], drawn) is not None:
         # Minor ticks on 64 panels of many decades each are thousands of tick objects: most of the
         # figure's drawing time, for marks too small to read at this size.
         panels[0][0].yaxis.set_minor_locator(NullLocator())
@@ -125,14 +186,16 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
 
 def metric_label(table: pd.DataFrame, metric: str) -> str:
     """'test accuracy' rather than 'test' when every run has the same task metric."""
-    names = table["metric"].dropna().unique() if "metric" in table else []
-    return f"{metric} {names[0]}" if metric in ("test", "best_dev") and len(names) == 1 else metric
+    name = task_metric(table)
+    return f"{metric} {name}" if metric in ("test", "best_dev") and name else metric
 
 
 def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run_dirs: Sequence[Optional[Path]],
                  title: str) -> plt.Figure:
     shown = varying_axes(axes)
-    summary_inches, runs_inches = 4.8, 1.3 * math.ceil(len(table) / RUN_PANEL_COLUMNS) + 0.5
+    # Room for the heatmap's rows: each at least 0.45 inch, two lines of a readable cell label.
+    rows = len(shown[0].texts) if len(shown) >= 2 else 0
+    summary_inches, runs_inches = max(4.8, 1.5 + 0.45 * rows), 1.3 * math.ceil(len(table) / RUN_PANEL_COLUMNS) + 0.5
     height = summary_inches + runs_inches
     figure = plt.figure(figsize=(13, height))
     # Heights in inches turned into figure fractions: the summary panel on top, the runs' panels below.
@@ -143,8 +206,9 @@ def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run
     else:
         _draw_line(summary_axes, table, shown[0] if shown else None, metric, label)
     cells = int(np.prod([len(axis.texts) for axis in shown[:2]]))
-    summary_axes.set_title(f"{title}: {label}" + (" (mean over the runs sharing each value)" if len(table) > cells
-                                                  else ""), fontsize="medium")
+    averaged = "; each cell the mean over the runs sharing its values" if len(shown) >= 2 and len(table) > cells else ""
+    summary_axes.set_title(f"{title}: {label}\n{range_text(_metric_values(table, metric))}{averaged}",
+                           fontsize="medium")
     figure.text(0.5, (runs_inches - 0.1) / height, "total gradient L2 norm per step: before clipping (solid), "
                 "after (dashed)", ha="center", va="top", fontsize="small")
     _draw_runs(figure, table, shown, run_dirs, top=(runs_inches - 0.45) / height, bottom=0.3 / height)

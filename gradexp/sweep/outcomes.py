@@ -49,4 +49,4 @@ def train_point(config: ExperimentConfig, sweep_dir: Path, experiment: Optional[
         summary = training.train()
     except Exception as failure:  # noqa: BLE001  (one point's crash must not end the sweep)
         return FAILED, run_dir, failure_text(failure)
-    return summary["status"], run_dir, None
+    return summary.status, run_dir, None

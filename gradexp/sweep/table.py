@@ -8,15 +8,17 @@ clip_fraction, seconds, then max_grad_norm/<parameter> for every parameter and t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from gradexp.recording import write_bytes
-from gradexp.sweep.outcomes import PointOutcome
+from gradexp.errors import DataError
+from gradexp.recording.files import write_bytes
+from gradexp.recording.layout import SUMMARY
+from gradexp.recording.summary import RunSummary
 from gradexp.sweep.grid import GridAxis
+from gradexp.sweep.outcomes import PointOutcome
 
 # Columns --metric may name besides max_grad_norm/<parameter>.
 METRIC_COLUMNS = ("test", "best_dev", "test_loss", "final_loss", "clip_fraction", "steps", "diverged_at_step",
@@ -24,21 +26,20 @@ METRIC_COLUMNS = ("test", "best_dev", "test_loss", "final_loss", "clip_fraction"
 NORM_PREFIX = "max_grad_norm/"
 
 
-def read_summary(run_dir: Optional[Path]) -> dict[str, Any]:
-    """A run folder's summary.json, or {} when there is no folder or the run never wrote one."""
-    if run_dir is None:
-        return {}
+def read_summary(run_dir: Optional[Path]) -> RunSummary:
+    """A run folder's summary, or an empty one when there is no folder or the run never wrote one (a crash)."""
+    if run_dir is None or not (run_dir / SUMMARY).is_file():
+        return RunSummary()
     try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        return RunSummary.read(run_dir / SUMMARY)
+    except DataError:
+        return RunSummary()
 
 
 def sweep_row(outcome: PointOutcome, axes: Sequence[GridAxis]) -> dict[str, Any]:
     point = outcome.point
     summary = read_summary(outcome.run_dir)
-    metric = summary.get("metric")
-    best_dev, test = summary.get("best_dev") or {}, summary.get("test") or {}
+    best_dev, test = summary.best_dev or {}, summary.test or {}
     row: dict[str, Any] = {"point": point.index, "run": outcome.run_dir.name if outcome.run_dir else None}
     texts = {assignment.key: assignment.text for assignment in point.assignments}
     row.update({axis.key: texts[axis.key] for axis in axes if axis.key in texts})
@@ -46,19 +47,19 @@ def sweep_row(outcome: PointOutcome, axes: Sequence[GridAxis]) -> dict[str, Any]
         "seed": point.seed,
         "status": outcome.status,
         "error": outcome.error,
-        "steps": summary.get("steps"),
-        "diverged_at_step": summary.get("diverged_at_step"),
-        "diverged_parameter": summary.get("diverged_parameter"),
-        "metric": metric,
-        "best_dev": best_dev.get(metric),
+        "steps": summary.steps,
+        "diverged_at_step": summary.diverged_at_step,
+        "diverged_parameter": summary.diverged_parameter,
+        "metric": summary.metric,
+        "best_dev": summary.best_dev_value,
         "best_dev_step": best_dev.get("step"),
-        "test": test.get(metric),
+        "test": summary.test_value,
         "test_loss": test.get("loss"),
-        "final_loss": summary.get("final_loss"),
-        "clip_fraction": summary.get("clip_fraction"),
-        "seconds": summary.get("seconds"),
+        "final_loss": summary.final_loss,
+        "clip_fraction": summary.clip_fraction,
+        "seconds": summary.seconds,
     })
-    row.update({f"{NORM_PREFIX}{name}": value for name, value in (summary.get("max_grad_norm") or {}).items()})
+    row.update({f"{NORM_PREFIX}{name}": value for name, value in summary.max_grad_norm.items()})
     return row
 
 

@@ -42,7 +42,7 @@ import torch
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import OptionError, OutputError
 from gradexp.interrupts import StopRequests
-from gradexp.recording import write_bytes
+from gradexp.recording.files import write_bytes
 from gradexp.sweep.outcomes import FAILED, NOT_RUN, PointOutcome, failure_text, train_point
 from gradexp.sweep.grid import SweepPoint
 

@@ -47,7 +47,8 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting import plot_runs
-from gradexp.runner import Training, gradient_norms, open_run
+from gradexp.recording.steps import gradient_norms
+from gradexp.runner import Training, open_run
 from gradexp.schedules import ConstantRate
 from gradexp.sweep.grid import SweepPoint
 from gradexp.sweep.outcomes import FAILED, PointOutcome, failure_text, train_point

@@ -1,6 +1,6 @@
-"""Everything a run writes: the run folder, buffered CSV logs, atomic JSON/YAML/checkpoint files.
+"""How a run's files are written: new run folders, buffered CSV logs, atomic JSON/YAML/byte files.
 
-Files that must be all-or-nothing (summary.json, config.yaml, checkpoints) are written to a
+Files that must be all-or-nothing (summary.json, config.yaml, checkpoints, PDFs) are written to a
 temporary file and renamed, so a crash leaves either the old file, the new one, or none.
 CSV rows are appended whole and flushed in batches.
 """
@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import torch
 import yaml
 
 from gradexp.errors import DataError, OutputError
@@ -105,12 +104,6 @@ def write_bytes(path: Path, data: bytes) -> None:
     _write_atomically(path, lambda file: file.write(data), binary=True)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes(path, buffer.getvalue())
-
-
 def format_number(value: float) -> str:
     """Shortest round-trip text of a float; the same value always gives the same bytes."""
     if isinstance(value, bool):
@@ -144,7 +137,8 @@ class CsvLog:
     def resume(cls, path: Path, columns: Sequence[str], size: int) -> "CsvLog":
         """Reopen a log written by an earlier run, cut back to its first `size` bytes, for appending."""
         try:
-            header = path.open(encoding="utf-8", newline="").readline()
+            with path.open(encoding="utf-8", newline="") as file:
+                header = file.readline()
         except OSError as failure:
             raise DataError(str(path), f"cannot be read ({failure.strerror or failure})") from None
         expected = cls._format([list(columns)])

@@ -1,0 +1,111 @@
+"""A run folder read back: the one reader behind compare, sweep, plot, resume and the CLI.
+
+Whatever an older or unfinished run lacks is None: a run folder is one with a summary.json or a
+metrics.csv (the runner writes metrics.csv first and summary.json last, so a run that never
+finished has only the former). A file that is present but corrupt raises a one-line DataError
+naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pandas as pd
+import yaml
+
+from gradexp.errors import DataError
+from gradexp.recording.layout import CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names
+from gradexp.recording.summary import RunSummary
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder as written.
+
+    summary: summary.json, or None when the run never finished.
+    config: config.yaml flattened to dotted keys (optimizer.lr, clip.mode ...), or None without one.
+    metrics: metrics.csv, or None without one.
+    """
+
+    path: Path
+    summary: Optional[RunSummary]
+    config: Optional[dict[str, Any]]
+    metrics: Optional[pd.DataFrame]
+
+    @classmethod
+    def read(cls, path: Path) -> "RunFolder":
+        summary = RunSummary.read(path / SUMMARY) if (path / SUMMARY).is_file() else None
+        config = flatten(read_config(path / CONFIG)) if (path / CONFIG).is_file() else None
+        metrics = read_metrics(path / METRICS) if (path / METRICS).is_file() else None
+        return cls(path, summary, config, metrics)
+
+    @property
+    def parameters(self) -> list[str]:
+        """The model's parameter names: summary.json's list, else metrics.csv's grad_norm columns."""
+        if self.summary is not None and self.summary.parameters:
+            return self.summary.parameters
+        return parameter_names(self.metrics.columns) if self.metrics is not None else []
+
+    def evaluations(self) -> Optional[pd.DataFrame]:
+        """eval.csv, or None without one."""
+        path = self.path / EVALUATIONS
+        return read_csv(path, "an eval.csv") if path.is_file() else None
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / SUMMARY).is_file() or (path / METRICS).is_file()
+
+
+def read_csv(path: Path, kind: str) -> pd.DataFrame:
+    """A CSV file, with a one-line DataError when it is missing or cannot be read as one."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise DataError(str(path), f"is a folder; expected {kind} file") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(str(path), f"is empty; expected {kind} written by gradexp run") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as failure:
+        raise DataError(str(path), f"cannot be read as CSV ({str(failure).splitlines()[0]})") from None
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """Load a metrics.csv, with a one-line DataError when it is missing or not one."""
+    path = Path(path)
+    frame = read_csv(path, "a metrics.csv")
+    parameters = parameter_names(frame.columns)
+    if STEP not in frame.columns or not parameters:
+        raise DataError(str(path), "is not a gradexp metrics.csv (expected a 'step' column and grad_norm/<param> columns)")
+    malformed = [c for c in [STEP, *(GRAD_PREFIX + p for p in parameters)]
+                 if not pd.api.types.is_numeric_dtype(frame[c])]
+    if malformed:
+        raise DataError(str(path), f"column {malformed[0]!r} holds values that are not numbers")
+    return frame
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as written (sections of keys)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as failure:
+        raise DataError(str(path), f"cannot be read ({failure})") from None
+    except yaml.YAMLError as failure:
+        raise DataError(str(path), f"is not valid YAML ({str(failure).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(str(path), "is not a gradexp config (expected a mapping of sections)")
+    return data
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: {"clip": {"mode": "norm"}} -> {"clip.mode": "norm"}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,112 @@
+"""The names of a run folder's files and the columns of its CSV files, defined once.
+
+metrics.csv, one row per step:
+
+    step, epoch, loss, lr,
+    grad_norm/<parameter>... , grad_norm/total        L2 norm of each gradient before clipping, and of all
+    clipped_norm/<parameter>..., clipped_norm/total   the same after clipping
+    clip_threshold, clipped                           the threshold applied (empty when none), 1 when the
+                                                      clip changed a gradient
+
+eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+EVALUATIONS = "eval.csv"
+SUMMARY = "summary.json"
+GRAD_NORMS_PLOT = "grad_norms.pdf"
+LOSS_PLOT = "loss.pdf"
+BEST_CHECKPOINT = "best.pt"
+RESUME_POINT = "last.pt"
+# Every file a run writes; a command that writes beside a run's files never takes one of these names.
+RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT)
+
+GRAD_PREFIX = "grad_norm/"
+CLIPPED_PREFIX = "clipped_norm/"
+TOTAL = "total"
+STEP, EPOCH, LOSS, LR = "step", "epoch", "loss", "lr"
+CLIP_THRESHOLD, CLIPPED = "clip_threshold", "clipped"
+SPLIT = "split"
+
+
+@dataclass(frozen=True)
+class MetricsColumns:
+    """metrics.csv's columns for a model's parameters, and where each group sits in a row.
+
+    A row's numeric block (what StepRecorder computes) is the row without step, epoch and lr:
+    loss, the norms before clipping (k + total), after clipping (k + total), threshold, clipped.
+    """
+
+    parameters: tuple[str, ...]
+
+    @classmethod
+    def of(cls, parameters: Sequence[str]) -> "MetricsColumns":
+        return cls(tuple(parameters))
+
+    @property
+    def header(self) -> list[str]:
+        names = [*self.parameters, TOTAL]
+        return ([STEP, EPOCH, LOSS, LR] + [GRAD_PREFIX + name for name in names]
+                + [CLIPPED_PREFIX + name for name in names] + [CLIP_THRESHOLD, CLIPPED])
+
+    # The numeric block, one row per step: loss | before (k) | before total | after (k) | after total |
+    # threshold | clipped. These name its parts; nothing else indexes it.
+    @property
+    def block_width(self) -> int:
+        return 2 * len(self.parameters) + 5
+
+    @property
+    def block_loss(self) -> int:
+        return 0
+
+    @property
+    def block_before(self) -> slice:
+        """Every parameter's norm before clipping, then their total."""
+        return slice(1, len(self.parameters) + 2)
+
+    @property
+    def block_parameters_before(self) -> slice:
+        """Every parameter's norm before clipping, without the total."""
+        return slice(1, len(self.parameters) + 1)
+
+    @property
+    def block_after(self) -> slice:
+        """Every parameter's norm after clipping, then their total."""
+        k = len(self.parameters)
+        return slice(k + 2, 2 * k + 3)
+
+    @property
+    def block_threshold(self) -> int:
+        return 2 * len(self.parameters) + 3
+
+    @property
+    def block_clipped(self) -> int:
+        return 2 * len(self.parameters) + 4
+
+    def row(self, step: int, epoch: int, lr: float, block_row: Sequence[float]) -> list:
+        """A metrics.csv row from a block row: the threshold empty where there was none (NaN), clipped 0 or 1."""
+        threshold, clipped = block_row[self.block_threshold], block_row[self.block_clipped]
+        return [step, epoch, block_row[self.block_loss], lr, *block_row[self.block_before],
+                *block_row[self.block_after], None if math.isnan(threshold) else threshold, int(clipped)]
+
+    def block_row(self, row: Sequence[str]) -> list[float]:
+        """The inverse of `row`, from a metrics.csv row's texts (empty cells are NaN)."""
+        numbers = [float(cell) if cell else math.nan for cell in row]
+        return [numbers[2], *numbers[4:]]
+
+
+def evaluation_columns(metric: str) -> list[str]:
+    return [STEP, EPOCH, SPLIT, LOSS, metric]
+
+
+def parameter_names(columns: Sequence[str]) -> list[str]:
+    """The parameters of a metrics.csv header, in file order, without the total."""
+    return [column[len(GRAD_PREFIX):] for column in columns
+            if column.startswith(GRAD_PREFIX) and column != GRAD_PREFIX + TOTAL]

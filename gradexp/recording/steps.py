@@ -1,0 +1,146 @@
+"""Recording each training step: its values kept on the device, written as metrics.csv rows in blocks.
+
+A step only appends its tensors to lists: no device work, no host sync. `flush` stacks them in a
+few operations, adds the total norms, copies the block to the host once, writes its rows and checks
+them for divergence (a non-finite loss or pre-clip norm).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from gradexp.errors import DataError
+from gradexp.recording.files import CsvLog
+from gradexp.recording.layout import TOTAL, MetricsColumns
+
+
+def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of every gradient tensor, as one device vector (k,); the norm of all of them comes at flush.
+
+    Accumulated in float64 so a norm clipped to c is recorded as c, not c plus float32 rounding.
+    """
+    return torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float64))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first non-finite row: its step and epoch, and the parameter whose norm went first ("total" when only
+    their total overflowed, "loss" when only the loss went)."""
+
+    step: int
+    epoch: int
+    parameter: str
+
+
+@dataclass
+class StepRecorder:
+    """Keeps each step's values on the device; `flush` writes them and checks them for divergence."""
+
+    log: CsvLog
+    parameter_names: list[str]
+    # With norms not recorded, only the loss is watched for divergence.
+    norms_recorded: bool = True
+    _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
+    _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    _blocks: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.columns = MetricsColumns.of(self.parameter_names)
+
+    def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
+               after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor) -> None:
+        """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip."""
+        self._host_columns.append((step, epoch, lr))
+        for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
+            column.append(value)
+
+    @property
+    def pending(self) -> int:
+        return len(self._host_columns)
+
+    def flush(self) -> Optional[Divergence]:
+        """Write the buffered rows (one device-to-host copy); stop at the first non-finite one."""
+        if not self._host_columns:
+            return None
+        losses, before, after, thresholds, clipped = (torch.stack(column) for column in self._device_columns)
+        # the block's layout: MetricsColumns
+        block = torch.cat([
+            losses.double()[:, None],
+            before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
+            after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
+            thresholds.double()[:, None], clipped.double()[:, None],
+        ], dim=1).cpu().numpy()
+        host = self._host_columns
+        self._host_columns = []
+        for column in self._device_columns:
+            column.clear()
+        divergence = None
+        first = self._first_non_finite_row(block)
+        if first is not None:
+            divergence = Divergence(step=host[first][0], epoch=host[first][1], parameter=self._culprit(block[first]))
+            block, host = block[: first + 1], host[: first + 1]
+        self._blocks.append(block)
+        self.log.write_rows([self.columns.row(step, epoch, lr, values)
+                             for (step, epoch, lr), values in zip(host, block.tolist())])
+        self.log.flush()
+        return divergence
+
+    def _culprit(self, row: np.ndarray) -> str:
+        """What went non-finite first in a diverging row: the first parameter whose norm did, else the total of
+        finite norms (it overflowed), else the loss. Unrecorded norms are NaN placeholders and blame nothing."""
+        if self.norms_recorded:
+            before = row[self.columns.block_before]
+            bad = np.flatnonzero(~np.isfinite(before))
+            if len(bad):
+                return ([*self.parameter_names, TOTAL])[bad[0]]
+        return "loss"
+
+    def _first_non_finite_row(self, block: np.ndarray) -> Optional[int]:
+        """The first row whose loss or (when recorded) pre-clip norms are not all finite."""
+        watched = [block[:, [self.columns.block_loss]]]
+        if self.norms_recorded:
+            watched.append(block[:, self.columns.block_before])
+        bad_rows = np.flatnonzero(~np.isfinite(np.hstack(watched)).all(axis=1))
+        return int(bad_rows[0]) if len(bad_rows) else None
+
+    def load_history(self) -> None:
+        """Take back the rows earlier sessions of this run wrote, so the statistics cover the whole run.
+
+        Floats are written in round-trip form, so nothing is lost.
+        """
+        with self.log.path.open(encoding="utf-8", newline="") as file:
+            rows = list(csv.reader(file))[1:]
+        if not rows:
+            return
+        try:
+            block = np.array([self.columns.block_row(row) for row in rows])
+        except ValueError:
+            raise DataError(str(self.log.path), "holds values that are not numbers; it was changed after the run") \
+                from None
+        self._blocks.append(block)
+
+    def statistics(self) -> dict[str, Any]:
+        """Per-parameter maxima and medians of the pre-clip norms, and how often clipping acted."""
+        names = self.parameter_names + [TOTAL]
+        if not self._blocks:
+            return {"max_grad_norm": {}, "median_grad_norm": {}, "max_clipped_norm": {}, "clip_fraction": None,
+                    "final_loss": None}
+        block = np.concatenate(self._blocks)
+        before, after = block[:, self.columns.block_before], block[:, self.columns.block_after]
+
+        def finite_stat(values: np.ndarray, reduce) -> float | None:
+            finite = values[np.isfinite(values)]
+            return float(reduce(finite)) if len(finite) else None
+
+        return {
+            "max_grad_norm": {n: finite_stat(before[:, i], np.max) for i, n in enumerate(names)},
+            "median_grad_norm": {n: finite_stat(before[:, i], np.median) for i, n in enumerate(names)},
+            "max_clipped_norm": {n: finite_stat(after[:, i], np.max) for i, n in enumerate(names)},
+            "clip_fraction": float(block[:, self.columns.block_clipped].mean()),
+            "final_loss": float(block[-1, self.columns.block_loss]),
+        }
