@@ -40,7 +40,7 @@ from gradexp.evaluation import evaluate
 from gradexp.clipping.base import ClipOutcome
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.plotting import plot_run
+from gradexp.plotting.runs import plot_run
 from gradexp.recording.checkpoints import save_checkpoint
 from gradexp.recording.files import CsvLog, create_run_folder, json_ready, remove_unfinished_writes, write_yaml
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,

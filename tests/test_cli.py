@@ -82,13 +82,14 @@ def test_plot_replots_with_choices(write_config, tmp_path: Path) -> None:
 def test_plot_figure_has_one_line_per_parameter(write_config, tmp_path: Path, monkeypatch) -> None:
     import matplotlib.pyplot as plt
 
-    from gradexp import plotting
+    from gradexp.plotting import runs as run_plots
+    from gradexp.recording.folder import read_metrics
 
     invoke("run", write_config(), "--out", tmp_path / "runs")
-    metrics = plotting.read_metrics(only_folder(tmp_path / "runs") / "metrics.csv")
+    metrics = read_metrics(only_folder(tmp_path / "runs") / "metrics.csv")
     figures = []
-    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.append(figure))
-    plotting.plot_grad_norms(metrics, tmp_path / "x.pdf", ["rnn_model.W", "rnn_model.U", "rnn_model.b"], steps=4)
+    monkeypatch.setattr(run_plots, "save_figure", lambda figure, path: figures.append(figure))
+    run_plots.plot_grad_norms(metrics, tmp_path / "x.pdf", ["rnn_model.W", "rnn_model.U", "rnn_model.b"], steps=4)
     lines = figures[0].axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["W", "U", "b"]
     assert all(len(line.get_xdata()) == 4 for line in lines)

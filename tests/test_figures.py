@@ -15,8 +15,8 @@ import pytest
 
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.figure import comparison_figure
-from gradexp.plotting import metric_scale
-from gradexp.sweep.figure import is_bounded, sweep_figure
+from gradexp.plotting.scales import metric_scale
+from gradexp.sweep.figure import is_bounded, metric_label, sweep_figure
 from gradexp.sweep.grid import GridAxis
 from tests.test_plotting import norms_frame
 
@@ -78,10 +78,15 @@ def test_values_spanning_decades_get_a_log_scale_and_no_value_gets_a_default() -
 
 
 def test_which_metrics_are_bounded() -> None:
-    accuracy = pd.DataFrame({"metric": ["accuracy", None]})
-    assert is_bounded(accuracy, "test") and is_bounded(accuracy, "best_dev") and is_bounded(accuracy, "clip_fraction")
-    assert not is_bounded(accuracy, "final_loss")
-    assert not is_bounded(pd.DataFrame({"metric": ["mse"]}), "test")
+    assert is_bounded("test/accuracy") and is_bounded("best_dev/accuracy") and is_bounded("clip_fraction")
+    assert not is_bounded("final_loss") and not is_bounded("test/mse") and not is_bounded("best_dev/loss")
+
+
+@pytest.mark.parametrize("column, label", [("test/accuracy", "test accuracy"), ("best_dev/loss", "dev loss"),
+                                           ("max_grad_norm/total", "max grad norm total"),
+                                           ("clip_fraction", "clip fraction")])
+def test_a_metric_column_is_labelled_as_a_reader_names_it(column: str, label: str) -> None:
+    assert metric_label(column) == label
 
 
 # sweep.pdf: the figure -------------------------------------------------------------------------------------
@@ -93,8 +98,8 @@ GRID = [GridAxis("optimizer.lr", LRS, (0.01, 0.1)), GridAxis("clip.threshold", T
 
 def sweep_table(test_values: list[Optional[float]], statuses: list[str]) -> pd.DataFrame:
     rows = [{"optimizer.lr": lr, "clip.threshold": threshold} for lr in LRS for threshold in THRESHOLDS]
-    return pd.DataFrame(rows).assign(seed=0, status=statuses, metric="accuracy", test=test_values,
-                                     final_loss=[2.9, 3.1, None, 3.3, 2.8, None], best_dev=None)
+    return pd.DataFrame(rows).assign(seed=0, status=statuses, **{"test/accuracy": test_values},
+                                     final_loss=[2.9, 3.1, None, 3.3, 2.8, None], **{"best_dev/accuracy": None})
 
 
 @pytest.fixture
@@ -118,7 +123,7 @@ def summary_axes(figure: plt.Figure) -> plt.Axes:
 def test_null_cells_say_n_a_and_their_status_and_the_title_states_the_range(run_dirs) -> None:
     table = sweep_table([0.04, 0.08, None, 0.06, None, 0.05],
                         ["completed", "completed", "diverged", "completed", "failed", "completed"])
-    figure = sweep_figure(table, GRID, "test", run_dirs, "sweep")
+    figure = sweep_figure(table, GRID, "test/accuracy", run_dirs, "sweep")
     heatmap = summary_axes(figure)
     notes = [text.get_text() for text in heatmap.texts]
     assert notes == ["0.04", "0.08", "n/a\ndiverged", "0.06", "n/a\nfailed", "0.05"]
@@ -132,10 +137,10 @@ def test_cell_labels_are_readable_at_print_size() -> None:
     texts = tuple(str(index) for index in range(8))
     axes = [GridAxis("optimizer.lr", texts, texts), GridAxis("clip.threshold", texts, texts)]
     rows = [{"optimizer.lr": a, "clip.threshold": b} for a in texts for b in texts]
-    table = pd.DataFrame(rows).assign(seed=0, status="completed", metric="accuracy",
-                                      test=np.linspace(0.04, 0.12, 64).round(3))
-    table.loc[63, ["status", "test"]] = ["diverged", None]
-    figure = sweep_figure(table, axes, "test", [None] * 64, "sweep")
+    table = pd.DataFrame(rows).assign(seed=0, status="completed", **{"test/accuracy": np.linspace(0.04, 0.12, 64)
+                                                                     .round(3)})
+    table.loc[63, ["status", "test/accuracy"]] = ["diverged", None]
+    figure = sweep_figure(table, axes, "test/accuracy", [None] * 64, "sweep")
     sizes = {text.get_fontsize() for text in summary_axes(figure).texts}
     assert min(sizes) >= 9  # x-small (7 points) on a 13-inch figure printed at half size is unreadable
     plt.close(figure)
@@ -144,7 +149,7 @@ def test_cell_labels_are_readable_at_print_size() -> None:
 def test_run_panels_without_a_folder_metrics_or_total_say_no_norms_and_share_a_floor(run_dirs) -> None:
     table = sweep_table([0.04, 0.08, None, 0.06, None, 0.05],
                         ["completed", "completed", "diverged", "not run", "failed", "completed"])
-    figure = sweep_figure(table, GRID, "test", run_dirs, "sweep")
+    figure = sweep_figure(table, GRID, "test/accuracy", run_dirs, "sweep")
     panels = [axes for axes in figure.axes if axes.get_title(loc="center").startswith("lr=")]
     assert len(panels) == 6
     for index in (3, 4, 5):

@@ -80,3 +80,26 @@ def test_importing_every_component_loads_no_config_module() -> None:
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=PACKAGE.parent)
     assert completed.stdout.strip() == "[]"
+
+
+# plotting reads run folders through gradexp.recording and draws; nothing it imports trains or compares runs.
+ABOVE_PLOTTING = ("gradexp.compare", "gradexp.sweep", "gradexp.runner", "gradexp.clipping", "gradexp.cli")
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "plotting").glob("*.py")), ids=lambda path: path.name)
+def test_plotting_imports_nothing_above_it(path: Path) -> None:
+    assert not [module for module, _ in imports(path) if module.startswith(ABOVE_PLOTTING)]
+
+
+def test_the_matplotlib_backend_is_chosen_once() -> None:
+    calls = [path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
+             if "matplotlib.use(" in path.read_text(encoding="utf-8")]
+    assert calls == ["plotting/__init__.py"]
+
+
+@pytest.mark.subprocess
+def test_plotting_loads_no_torch() -> None:
+    code = "import sys, gradexp.plotting.runs; print('torch' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=PACKAGE.parent)
+    assert completed.stdout.strip() == "False"

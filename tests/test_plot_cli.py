@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gradexp import plotting
 from gradexp.cli import main
+from gradexp.plotting import runs as run_plots
 from tests.test_plotting import PARAMETERS, labels_of, norms_frame
 
 # Every file a run writes: none of them may be the default output of a re-plot.
@@ -41,7 +41,7 @@ def invoke(*args: object):
 def drawn(monkeypatch) -> list[plt.Figure]:
     """The figures `gradexp plot` draws, kept instead of written."""
     figures: list[plt.Figure] = []
-    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(run_plots, "save_figure", lambda figure, path: figures.append(figure))
     yield figures
     plt.close("all")
 
@@ -75,16 +75,16 @@ def test_the_default_output_never_replaces_a_file_the_run_wrote(tmp_path: Path) 
     run = write_run(tmp_path / "run")
     result = invoke(run / "metrics.csv")
     assert result.exit_code == 0, result.output
-    written = run / plotting.REPLOT_NAME
+    written = run / run_plots.REPLOT_NAME
     assert result.output == f"wrote {written}\n" and written.read_bytes().startswith(b"%PDF")
-    assert plotting.REPLOT_NAME not in RUN_FILES
+    assert run_plots.REPLOT_NAME not in RUN_FILES
     assert (run / "grad_norms.pdf").read_bytes() == b"the run's own figure"
 
 
 @pytest.mark.parametrize("output", [None, "grad_norms.pdf"])
 def test_an_existing_file_is_replaced_only_with_force(tmp_path: Path, output: str | None) -> None:
     run = write_run(tmp_path / "run")
-    target = run / (output or plotting.REPLOT_NAME)
+    target = run / (output or run_plots.REPLOT_NAME)
     if output is None:
         target.write_bytes(b"an earlier re-plot")
     before = target.read_bytes()

@@ -13,9 +13,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from gradexp import plotting
 from gradexp.config.schema import PlotConfig
 from gradexp.errors import DataError, OutputError
+from gradexp.plotting import runs as run_plots
+from gradexp.plotting.grad_norms import grad_norms_figure
+from gradexp.plotting.loss import loss_figure
+from gradexp.plotting.norms import divergence_step, draw_norm_curve
+from gradexp.plotting.output import figure_format, save_figure
+from gradexp.plotting.runs import plot_grad_norms, plot_losses, plot_run, plot_runs
+from gradexp.plotting.scales import log_axis_floor, power_of_ten_label
+from gradexp.plotting.thresholds import CLIP_MODE_MARKS, Bound, clip_mark
 
 STEPS = pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [1, 1, 2, 2], "loss": [4.0, 3.0, 2.0, 1.0]})
 
@@ -24,10 +31,10 @@ STEPS = pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [1, 1, 2, 2], "loss": [4.0,
 def test_the_metric_axis_is_left_out_when_the_metric_is_the_loss(monkeypatch, tmp_path: Path, metric_values,
                                                                   axes_count: int) -> None:
     figures: list[plt.Figure] = []
-    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(run_plots, "save_figure", lambda figure, path: figures.append(figure))
     evaluations = pd.DataFrame({"step": [2, 4], "epoch": [1, 2], "split": ["dev", "dev"], "loss": [3.5, 1.5],
                                 "metric": metric_values})
-    plotting.plot_losses(STEPS, evaluations, tmp_path / "loss.pdf", "metric")
+    plot_losses(STEPS, evaluations, tmp_path / "loss.pdf", "metric")
     (figure,) = figures
     # training panel, held-out panel, and the metric's twin axis unless it would retrace the dev loss
     assert len(figure.axes) == axes_count
@@ -49,9 +56,9 @@ def write_run(folder: Path, losses: list[float]) -> Path:
 def test_runs_plotted_in_worker_processes_match_plots_drawn_here(tmp_path: Path) -> None:
     runs = [write_run(tmp_path / f"run{index}", [4.0 + index, 3.0, 2.0, 1.0 + index]) for index in range(3)]
     plot = PlotConfig()
-    plotting.plot_runs([(run, plot, ["W"]) for run in runs], processes=2)
+    plot_runs([(run, plot, ["W"]) for run in runs], processes=2)
     drawn_apart = {path: path.read_bytes() for run in runs for path in sorted(run.glob("*.pdf"))}
-    plotting.plot_runs([(run, plot, ["W"]) for run in runs], processes=1)
+    plot_runs([(run, plot, ["W"]) for run in runs], processes=1)
     drawn_here = {path: path.read_bytes() for run in runs for path in sorted(run.glob("*.pdf"))}
     assert len(drawn_here) == 6
     assert drawn_apart == drawn_here
@@ -60,7 +67,7 @@ def test_runs_plotted_in_worker_processes_match_plots_drawn_here(tmp_path: Path)
 def test_an_error_in_a_plotting_worker_reaches_the_caller_as_itself(tmp_path: Path) -> None:
     runs = [write_run(tmp_path / "good", [4.0, 3.0, 2.0, 1.0]), tmp_path / "missing"]
     with pytest.raises(DataError, match="missing/metrics.csv: no such file") as raised:
-        plotting.plot_runs([(run, PlotConfig(), []) for run in runs], processes=2)
+        plot_runs([(run, PlotConfig(), []) for run in runs], processes=2)
     assert raised.value.path == str(tmp_path / "missing" / "metrics.csv")
 
 
@@ -105,16 +112,16 @@ def test_log_axis_floor_ignores_rare_dips_but_not_a_run_that_sits_low() -> None:
     regular = np.logspace(-3, 3, 200)
     # 5th percentile of the positive values / 1000, but never below the smallest value.
     expected = max(regular.min(), np.percentile(regular, 5) / 1000)
-    assert plotting.log_axis_floor([regular]) == pytest.approx(expected)
+    assert log_axis_floor([regular]) == pytest.approx(expected)
     # Two dips to 1e-30 among 200 values leave the floor three decades below the lowest twentieth, not at 1e-30.
-    assert 1e-7 < plotting.log_axis_floor([regular, [1e-30, 1e-31, 0.0, -1.0, np.inf, np.nan]]) < regular.min()
-    assert plotting.log_axis_floor([np.full(100, 1e-30), [1e3]]) == pytest.approx(1e-30)
-    assert plotting.log_axis_floor([[0.0, np.nan, -np.inf]]) is None
+    assert 1e-7 < log_axis_floor([regular, [1e-30, 1e-31, 0.0, -1.0, np.inf, np.nan]]) < regular.min()
+    assert log_axis_floor([np.full(100, 1e-30), [1e3]]) == pytest.approx(1e-30)
+    assert log_axis_floor([[0.0, np.nan, -np.inf]]) is None
 
 
 def test_the_article_view_sits_above_the_whole_run_on_a_log_axis_with_a_floor_above_the_dips() -> None:
     frame = norms_frame(dip_at=(30, 45))
-    figure = plotting.grad_norms_figure(frame, PARAMETERS, steps=20)
+    figure = grad_norms_figure(frame, PARAMETERS, steps=20)
     first, whole = figure.axes
     assert first.get_yscale() == "linear" and whole.get_yscale() == "log"
     assert all(len(line.get_xdata()) == 20 for line in first.get_lines())
@@ -127,13 +134,13 @@ def test_the_article_view_sits_above_the_whole_run_on_a_log_axis_with_a_floor_ab
 
 
 def test_log_y_over_every_step_draws_one_panel() -> None:
-    figure = plotting.grad_norms_figure(norms_frame(), PARAMETERS, steps=None, log_y=True)
+    figure = grad_norms_figure(norms_frame(), PARAMETERS, steps=None, log_y=True)
     assert len(figure.axes) == 1 and figure.axes[0].get_yscale() == "log"
     plt.close(figure)
 
 
 def test_one_naming_scheme_solid_before_dashed_after_clipping() -> None:
-    figure = plotting.grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
+    figure = grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
                                         clip={"mode": "norm", "threshold": 5.0, "norm_type": 2.0})
     assert labels_of(figure.axes[0]) == ["W", "W after clipping", "U", "U after clipping", "b", "b after clipping",
                                          "clip threshold 5 (each tensor's L2 norm)"]
@@ -148,7 +155,7 @@ def test_one_naming_scheme_solid_before_dashed_after_clipping() -> None:
 
 
 def test_the_legend_covers_no_panel() -> None:
-    figure = plotting.grad_norms_figure(norms_frame(clipped=True, diverge=True), PARAMETERS, steps=20,
+    figure = grad_norms_figure(norms_frame(clipped=True, diverge=True), PARAMETERS, steps=20,
                                         clip={"mode": "norm", "threshold": 5.0})
     renderer = figure.canvas.get_renderer()
     legend = figure.legends[0].get_window_extent(renderer)
@@ -158,7 +165,7 @@ def test_the_legend_covers_no_panel() -> None:
 
 
 def test_a_fixed_per_tensor_threshold_is_a_horizontal_line_on_both_panels() -> None:
-    figure = plotting.grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
+    figure = grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
                                         clip={"mode": "norm", "threshold": 5.0, "norm_type": 2.0})
     for axes in figure.axes:
         line = line_labelled(axes, "clip threshold 5 (each tensor's L2 norm)")
@@ -169,7 +176,7 @@ def test_a_fixed_per_tensor_threshold_is_a_horizontal_line_on_both_panels() -> N
 
 
 def test_a_global_threshold_names_the_total_and_its_norm_and_draws_the_total() -> None:
-    figure = plotting.grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
+    figure = grad_norms_figure(norms_frame(clipped=True), PARAMETERS, steps=20,
                                         clip={"mode": "global_norm", "threshold": 6.0, "norm_type": 1.0})
     axes = figure.axes[1]
     assert "total" in labels_of(axes)
@@ -181,7 +188,7 @@ def test_a_global_threshold_names_the_total_and_its_norm_and_draws_the_total() -
 def test_an_adaptive_threshold_follows_the_logged_value_per_step() -> None:
     logged = [np.nan] * 5 + list(np.linspace(50.0, 80.0, 55))  # ZClip logs NaN during its warm-up
     frame = norms_frame(clipped=True, thresholds=logged)
-    figure = plotting.grad_norms_figure(frame, PARAMETERS, steps=None,
+    figure = grad_norms_figure(frame, PARAMETERS, steps=None,
                                         clip={"mode": "zclip", "alpha": 0.97, "z_threshold": 2.5})
     line = line_labelled(figure.axes[-1], "ZClip threshold per step (total L2 norm)")
     np.testing.assert_array_equal(line.get_ydata(), np.array(logged))
@@ -197,18 +204,40 @@ def test_an_adaptive_threshold_follows_the_logged_value_per_step() -> None:
     (None, ""),
 ])
 def test_thresholds_that_bound_no_drawn_norm_get_no_line(clip, note: str) -> None:
-    figure = plotting.grad_norms_figure(norms_frame(clipped=True, thresholds=[5.0] * 60), PARAMETERS, clip=clip)
+    figure = grad_norms_figure(norms_frame(clipped=True, thresholds=[5.0] * 60), PARAMETERS, clip=clip)
     for axes in figure.axes:
         assert not [label for label in labels_of(axes) if "threshold" in label]
     assert note in " ".join(text.get_text() for text in figure.texts)
     plt.close(figure)
 
 
+
+def test_every_clip_mode_has_one_row_saying_what_its_threshold_bounds() -> None:
+    from gradexp.clipping import CLIP_MODES
+
+    assert set(CLIP_MODE_MARKS) == set(CLIP_MODES.names())
+    # A line needs a label, and only a mode that bounds a drawn norm gets one.
+    assert all((row.label is None) == (row.bound is Bound.NO_DRAWN_NORM) for row in CLIP_MODE_MARKS.values())
+    assert clip_mark({"mode": "norm", "threshold": 1.0}).threshold == 1.0
+    assert clip_mark({"mode": "autoclip"}).per_step and clip_mark({"mode": "autoclip"}).threshold is None
+    assert clip_mark({"mode": "norm"}).note == "clip: norm"  # no threshold: the mode is only named
+
+
+def test_a_norm_curve_shows_a_gap_where_the_run_stopped_being_finite() -> None:
+    frame = pd.DataFrame({"step": [1, 2, 3, 4], "grad_norm/total": [1.0, np.inf, -np.inf, 4.0]})
+    figure, axes = plt.subplots()
+    drawn = draw_norm_curve(axes, frame, "grad_norm/total", color="C0", label="total")
+    (line,) = axes.get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), [1.0, np.nan, np.nan, 4.0])
+    np.testing.assert_array_equal(drawn.to_numpy(), [1.0, np.nan, np.nan, 4.0])
+    assert line.get_label() == "total"
+    plt.close(figure)
+
 def test_a_diverged_run_is_marked_at_its_first_non_finite_step() -> None:
     frame = norms_frame(steps=12, diverge=True)
-    assert plotting.divergence_step(frame) == 12
-    assert plotting.divergence_step(norms_frame(steps=12)) is None
-    figure = plotting.grad_norms_figure(frame, PARAMETERS, steps=5)
+    assert divergence_step(frame) == 12
+    assert divergence_step(norms_frame(steps=12)) is None
+    figure = grad_norms_figure(frame, PARAMETERS, steps=5)
     first, whole = figure.axes
     assert "diverged at step 12" not in labels_of(first)  # outside the first five steps
     marker = line_labelled(whole, "diverged at step 12")
@@ -218,9 +247,9 @@ def test_a_diverged_run_is_marked_at_its_first_non_finite_step() -> None:
 
 
 def test_log_tick_labels_are_plain_text_powers_of_ten() -> None:
-    assert plotting.power_of_ten_label(1e-4) == "10⁻⁴"
-    assert plotting.power_of_ten_label(100.0) == "10²"
-    assert plotting.power_of_ten_label(2e-4) == "" and plotting.power_of_ten_label(0.0) == ""
+    assert power_of_ten_label(1e-4) == "10⁻⁴"
+    assert power_of_ten_label(100.0) == "10²"
+    assert power_of_ten_label(2e-4) == "" and power_of_ten_label(0.0) == ""
 
 
 # loss.pdf --------------------------------------------------------------------------------------------------
@@ -228,11 +257,11 @@ def test_log_tick_labels_are_plain_text_powers_of_ten() -> None:
 def test_a_run_that_diverged_before_evaluating_gets_no_empty_held_out_panel() -> None:
     frame = norms_frame(steps=8, diverge=True)
     only_nan = pd.DataFrame({"step": [8], "epoch": [1], "split": ["test"], "loss": [np.nan], "mse": [np.nan]})
-    figure = plotting.loss_figure(frame, only_nan, "mse")
+    figure = loss_figure(frame, only_nan, "mse")
     (training,) = figure.axes
     assert list(line_labelled(training, "diverged at step 8").get_xdata()) == [8, 8]
     plt.close(figure)
-    figure = plotting.loss_figure(frame, pd.DataFrame(columns=["step", "epoch", "split", "loss", "mse"]), "mse")
+    figure = loss_figure(frame, pd.DataFrame(columns=["step", "epoch", "split", "loss", "mse"]), "mse")
     assert len(figure.axes) == 1
     plt.close(figure)
 
@@ -240,7 +269,7 @@ def test_a_run_that_diverged_before_evaluating_gets_no_empty_held_out_panel() ->
 def test_loss_legends_sit_above_their_panels() -> None:
     evaluations = pd.DataFrame({"step": [20, 40, 60, 60], "epoch": [2, 4, 6, 6], "split": ["dev", "dev", "dev", "test"],
                                 "loss": [3.0, 2.0, 1.5, 1.6], "accuracy": [0.2, 0.4, 0.5, 0.45]})
-    figure = plotting.loss_figure(norms_frame(), evaluations, "accuracy")
+    figure = loss_figure(norms_frame(), evaluations, "accuracy")
     renderer = figure.canvas.get_renderer()
     training, held_out, metric_axis = figure.axes
     for axes in (training, held_out):
@@ -255,10 +284,10 @@ def test_loss_legends_sit_above_their_panels() -> None:
 
 def test_a_loss_spanning_many_decades_goes_on_a_log_axis() -> None:
     exploding = STEPS.assign(loss=[1.0, 1e5, 1e12, 1e20])
-    figure = plotting.loss_figure(exploding, None, None)
+    figure = loss_figure(exploding, None, None)
     assert figure.axes[0].get_yscale() == "log"
     plt.close(figure)
-    figure = plotting.loss_figure(STEPS, None, None)
+    figure = loss_figure(STEPS, None, None)
     assert figure.axes[0].get_yscale() == "linear"
     plt.close(figure)
 
@@ -271,19 +300,19 @@ def test_the_suffix_picks_the_format_and_the_same_figure_gives_the_same_bytes(tm
     written = []
     for name in ("first", "second"):
         path = tmp_path / f"{name}{suffix}"
-        plotting.plot_grad_norms(norms_frame(), path, PARAMETERS, steps=20)
+        plot_grad_norms(norms_frame(), path, PARAMETERS, steps=20)
         written.append(path.read_bytes())
     assert written[0].startswith(magic) and written[0] == written[1]
     assert b"CreationDate" not in written[0] and b"<dc:date>" not in written[0]
 
 
 def test_an_unknown_suffix_is_an_output_error_and_the_figure_is_closed(tmp_path: Path) -> None:
-    figure = plotting.grad_norms_figure(norms_frame(), PARAMETERS)
+    figure = grad_norms_figure(norms_frame(), PARAMETERS)
     with pytest.raises(OutputError, match=r"unknown figure format '\.jpg'; expected \.pdf, \.png or \.svg"):
-        plotting.save_figure(figure, tmp_path / "x.jpg")
+        save_figure(figure, tmp_path / "x.jpg")
     assert figure.number not in plt.get_fignums() and not (tmp_path / "x.jpg").exists()
     with pytest.raises(OutputError, match="no suffix"):
-        plotting.figure_format(tmp_path / "x")
+        figure_format(tmp_path / "x")
 
 
 # A run folder ----------------------------------------------------------------------------------------------
@@ -297,8 +326,8 @@ def test_plot_run_draws_the_clip_threshold_from_config_yaml_and_survives_a_diver
         folder / "eval.csv", index=False)
     (folder / "config.yaml").write_text(yaml.safe_dump({"clip": {"mode": "norm", "threshold": 2.0, "norm_type": 2.0}}))
     figures: dict[str, plt.Figure] = {}
-    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: figures.setdefault(path.name, figure))
-    plotting.plot_run(folder, PlotConfig(steps=5), ["W", "U", "b"])
+    monkeypatch.setattr(run_plots, "save_figure", lambda figure, path: figures.setdefault(path.name, figure))
+    plot_run(folder, PlotConfig(steps=5), ["W", "U", "b"])
     grad_norms, loss = figures["grad_norms.pdf"], figures["loss.pdf"]
     assert list(line_labelled(grad_norms.axes[0], "clip threshold 2 (each tensor's L2 norm)").get_ydata()) == [2, 2]
     assert "diverged at step 12" in labels_of(grad_norms.axes[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -107,7 +108,8 @@ def test_sweep_writes_a_run_folder_per_point_and_one_row_each(write_config, tmp_
     for _, row in table[table.status == "completed"].iterrows():
         run_dir = result.folder / row["run"]
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert row["best_dev"] == summary["best_dev"]["accuracy"] and row["test"] == summary["test"]["accuracy"]
+        assert row["best_dev/accuracy"] == summary["best_dev"]["accuracy"]
+        assert row["test/accuracy"] == summary["test"]["accuracy"]
         assert row["max_grad_norm/rnn_model.W"] == pytest.approx(summary["max_grad_norm"]["rnn_model.W"])
         lr, threshold = row["optimizer.lr"], str(row["clip.threshold"])
         twin = (path, ["train.epochs=1", f"optimizer.lr={lr}", f"clip.threshold={threshold}"]) if threshold != "none" \
@@ -115,6 +117,19 @@ def test_sweep_writes_a_run_folder_per_point_and_one_row_each(write_config, tmp_
         direct = run(load_config(*twin), tmp_path / "direct").run_dir
         assert (direct / "metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
     assert (result.folder / "sweep.pdf").read_bytes().startswith(b"%PDF")
+    # The runs' columns are compare.csv's, under the same names and with the same values.
+    compared = CliRunner().invoke(main, ["compare", str(result.folder), "--out", str(tmp_path / "compared")])
+    assert compared.exit_code == 0, compared.output
+    compare_csv = pd.read_csv(tmp_path / "compared" / "compare.csv", na_values=["n/a"]).set_index("run")
+    by_run = table.dropna(subset=["run"]).set_index("run")
+    grid_keys = ("optimizer.lr", "clip.threshold")  # as typed in sweep.csv, as resolved in compare.csv
+    shared = [column for column in compare_csv.columns if column in by_run.columns and column not in grid_keys]
+    assert {"path", "test/accuracy", "best_dev/loss", "max_grad_norm/total", "first_explosion_step",
+            "clip_fraction"} <= set(shared)
+    assert set(compare_csv.columns) - set(shared) <= {"status", "optimizer.lr", "clip.mode", "clip.threshold"}
+    for column in shared:
+        for ours, theirs in zip(by_run.loc[compare_csv.index, column], compare_csv[column]):
+            assert same_cell(ours, theirs), (column, ours, theirs)
     assert yaml.safe_load((result.folder / "sweep.yaml").read_text())["grid"]["clip.threshold"] == ["0.3", "none"]
 
 
@@ -180,6 +195,15 @@ def test_cli_sweep_errors_are_one_line_and_exit_2(write_config, tmp_path: Path, 
     assert not list(tmp_path.glob("sweep-*"))
 
 
+def same_cell(first: object, second: object) -> bool:
+    """Equal as numbers where both read as numbers (5 and 5.0, missing and missing), else as text."""
+    try:
+        first, second = float(first), float(second)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(first) == str(second)
+    return first == second or (math.isnan(first) and math.isnan(second))
+
+
 # E2 with SGD at lr 0.01 diverges within its first epoch (seed 000); at lr 0.001 it trains to the end.
 DIVERGING_GRID = ["sweep", str(CONFIGS / "mlp_regression_explode.yaml"), "--grid", "optimizer.lr=0.01,0.001",
                   "--set", "train.epochs=2"]
@@ -194,8 +218,8 @@ def assert_one_diverged_one_completed(out: Path, backend_arguments: list[str]) -
     assert result.exit_code == 0, result.output
     table = pd.read_csv(next(out.glob("sweep-*/sweep.csv")))
     assert list(table["status"]) == ["diverged", "completed"]
-    assert table["diverged_at_step"].iloc[0] > 0 and pd.isna(table["test"].iloc[0])
-    assert table["test"].iloc[1] > 0
+    assert table["diverged_at_step"].iloc[0] > 0 and pd.isna(table["test/mse"].iloc[0])
+    assert table["test/mse"].iloc[1] > 0
     for run in table["run"]:
         folder = next(out.glob(f"sweep-*/{run}"))
         assert {path.name for path in folder.iterdir()} - {"best.pt"} == FINISHED_RUN_FILES, folder

@@ -32,7 +32,7 @@ def command(metrics_csv: Path, output: Optional[Path], params: Optional[str], st
 
     Example: gradexp plot runs/srn_explode-20261123-101500/metrics.csv --params W,U,b --steps 40 -o explode40.png
     """
-    from gradexp.plotting import replot
+    from gradexp.plotting.runs import replot
 
     wanted = [name.strip() for name in params.split(",") if name.strip()] if params else None
     written = replot(metrics_csv, output, wanted, steps, log_y, force)

@@ -66,8 +66,10 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
 @click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder in which the sweep folder sweep-<config>-<UTC>/ is created.")
 @click.option("--metric", default="test", show_default=True,
-              help="sweep.csv column the sweep.pdf heatmap shows: test, best_dev, test_loss, final_loss, "
-                   "clip_fraction, steps, diverged_at_step, seconds or max_grad_norm/<parameter>.")
+              help="sweep.csv column the sweep.pdf heatmap shows: test or best_dev (the task metric, e.g. "
+                   "test/accuracy), test_loss, dev_loss, final_loss, clip_fraction, steps, diverged_at_step, "
+                   "first_explosion_step, seconds, max_grad_norm/<parameter>, median_grad_norm/<parameter>, or any "
+                   "test/... or best_dev/... column.")
 @click.option("--backend", type=click.Choice(list(BACKEND_OPTIONS)), default="local", show_default=True,
               help="Where the runs train: local (here, --jobs at a time), vectorized (here, the points that share "
                    "model shapes as one batched model) or ray (each run a task on a Ray cluster; needs pip install "
@@ -97,8 +99,8 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
 
     Every point's config is checked before any run starts; a point whose values do not fit, or
     whose run fails, is marked failed in sweep.csv and the others go on (a diverged run is a result:
-    status diverged). The sweep folder gets sweep.csv (a row per run: grid values, seed, status,
-    best dev and test metric, max gradient norms), sweep.pdf (the --metric heatmap over the first
+    status diverged). The sweep folder gets sweep.csv (a row per run: grid values, seed, status, then
+    the columns compare.csv has for the run), sweep.pdf (the --metric heatmap over the first
     two grid axes, and every run's norm curve) and sweep.yaml (how it was called); then the runs'
     comparison table is printed. A line per run says how it ended, counting the runs as they finish.
 

@@ -12,7 +12,7 @@ from typing import Optional
 from gradexp.compare.runs import Gathered, gather_runs
 from gradexp.compare.table import COMPACT, DEFAULT_WIDTH, WIDE, ComparisonTable, build_table, format_table, table_csv
 from gradexp.errors import OutputError
-from gradexp.plotting import save_figure
+from gradexp.plotting.output import save_figure
 from gradexp.recording.files import create_run_folder, write_bytes
 
 __all__ = ["COMPACT", "DEFAULT_WIDTH", "WIDE", "ComparisonTable", "Gathered", "build_table",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import textwrap
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from gradexp.compare.table import ComparisonTable  # noqa: E402
-from gradexp.plotting import GRAD_PREFIX, TOTAL, finite_values, set_log_scale, short_parameter_name  # noqa: E402
+from gradexp.compare.table import ComparisonTable
+from gradexp.plotting.norms import draw_norm_curve, short_parameter_name
+from gradexp.plotting.scales import set_log_scale
+from gradexp.recording.layout import GRAD_PREFIX, TOTAL
 
 # Ten colours, then the same ten dashed, dotted ...: runs past the tenth stay distinguishable.
 LINE_STYLES = ["-", "--", ":", "-."]
@@ -29,7 +28,7 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
     """Pre-clip gradient norms of each shown parameter and of all together, and the training loss, per step.
 
     Every panel holds one line per run that recorded the quantity (non-finite values left as gaps), on a
-    log scale whose lower end is plotting.log_axis_floor over every run's values, so one run's dips to
+    log scale whose lower end is plotting.scales.log_axis_floor over every run's values, so one run's dips to
     1e-30 do not squash the others (the title says how many values fall below it); the total-norm panel
     marks the explosion threshold with a grey dotted line. The legend names each run by the config fields
     that differ between the runs.
@@ -45,9 +44,7 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
         drawn = []
         for index, (run, label) in enumerate(zip(table.runs, table.labels)):
             if run.metrics is not None and column in run.metrics:
-                values = finite_values(run.metrics, column)
-                axes.plot(run.metrics["step"], values, linewidth=1, label=label, **run_style(index))
-                drawn.append(values)
+                drawn.append(draw_norm_curve(axes, run.metrics, column, linewidth=1, label=label, **run_style(index)))
         if column == GRAD_PREFIX + TOTAL:
             axes.axhline(table.explode_at, color="0.5", linestyle=":", linewidth=1)
             drawn.append([table.explode_at])  # kept above the axis' lower end

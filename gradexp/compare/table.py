@@ -25,7 +25,7 @@ import numpy as np
 from gradexp.compare.explosion import TOTAL_COLUMN, first_explosion
 from gradexp.compare.runs import short_names, unique_names
 from gradexp.errors import OptionError
-from gradexp.plotting import short_parameter_name
+from gradexp.plotting.norms import short_parameter_name
 from gradexp.recording.files import format_number
 from gradexp.recording.folder import RunFolder
 from gradexp.recording.layout import GRAD_PREFIX
@@ -97,6 +97,10 @@ def build_table(runs: Sequence[RunFolder], metric: Optional[str] = None, explode
         columns.append(Column(key, key, cells, config_text, all(number(cell) is not None for cell in cells
                                                                 if cell is not None)))
     columns.append(Column("status", "status", [status_text(run.summary) for run in runs]))
+    summaries = [run.summary or RunSummary() for run in runs]
+    columns += [Column("steps", "steps", [summary.steps for summary in summaries], str, True),
+                Column("diverged_at_step", "diverged at", [summary.diverged_at_step for summary in summaries], str,
+                       True)]
     metrics = metric_names(runs, metric)
     # The loss tells runs apart where a metric cannot (every run's accuracy at chance), so it comes along.
     with_loss = metrics + [LOSS] if LOSS not in metrics and LOSS in recorded_metrics(runs) else metrics
@@ -116,6 +120,7 @@ def build_table(runs: Sequence[RunFolder], metric: Optional[str] = None, explode
         Column("first_explosion_step", f"explode>{explode_at:g}", [step for step, _ in explosions], str, True),
         Column("first_explosion_parameter", "by", [parameter for _, parameter in explosions],
                lambda name: short_parameter_name(name, every_parameter) if name in every_parameter else name),
+        Column("final_loss", "final loss", [summary.final_loss for summary in summaries], number_text, True),
         Column("clip_fraction", "clipped", [clip_fraction(run) for run in runs], lambda value: f"{value:.1%}", True),
         Column("seconds", "time", [run.summary.seconds if run.summary else None for run in runs],
                lambda value: f"{value:.1f}s", True),

@@ -24,7 +24,7 @@ from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
 from gradexp.sweep.outcomes import FAILED, PointOutcome
-from gradexp.sweep.table import METRIC_COLUMNS, NORM_PREFIX, sweep_table, write_sweep_csv
+from gradexp.sweep.table import check_metric, metric_column, sweep_table, write_sweep_csv
 
 __all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
            "GridAxis"]
@@ -58,12 +58,6 @@ class SweepResult:
     folder: Path
     outcomes: list[PointOutcome]
     table: pd.DataFrame
-
-
-def check_metric(metric: str) -> None:
-    if metric not in METRIC_COLUMNS and not metric.startswith(NORM_PREFIX):
-        raise OptionError("--metric", f"expected one of {', '.join(METRIC_COLUMNS)} or "
-                                      f"{NORM_PREFIX}<parameter>, got {metric!r}")
 
 
 def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence[str], seeds: int,
@@ -113,6 +107,6 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,
     ordered = [outcomes[point.index] for point in plan.points]
     table = sweep_table(ordered, plan.axes)
     write_sweep_csv(table, folder / "sweep.csv")
-    write_sweep_pdf(table, plan.axes, plan.metric, [outcome.run_dir for outcome in ordered], folder / "sweep.pdf",
-                    title=folder.name)
+    write_sweep_pdf(table, plan.axes, metric_column(table, plan.metric), [outcome.run_dir for outcome in ordered],
+                    folder / "sweep.pdf", title=folder.name)
     return SweepResult(folder, ordered, table)

@@ -15,19 +15,18 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
-
-from gradexp.errors import DataError  # noqa: E402
-from gradexp.plotting import (BOUNDED_METRICS, CLIPPED_PREFIX, GRAD_PREFIX, TOTAL, divergence_step,  # noqa: E402
-                               finite_values, mark_divergence, metric_scale, read_metrics, save_figure,
-                               set_log_scale)
-from gradexp.sweep.grid import GridAxis  # noqa: E402
+from gradexp.errors import DataError
+from gradexp.plotting.norms import divergence_step, draw_norm_curve, mark_divergence
+from gradexp.plotting.output import save_figure
+from gradexp.plotting.scales import BOUNDED_METRICS, metric_scale, set_log_scale
+from gradexp.recording.folder import read_metrics
+from gradexp.recording.layout import CLIPPED_PREFIX, GRAD_PREFIX, METRICS, TOTAL
+from gradexp.sweep.grid import GridAxis
 
 RUN_PANEL_COLUMNS = 8
 
@@ -40,15 +39,9 @@ def _metric_values(table: pd.DataFrame, metric: str) -> pd.Series:
     return pd.to_numeric(table[metric], errors="coerce") if metric in table else pd.Series(np.nan, index=table.index)
 
 
-def task_metric(table: pd.DataFrame) -> Optional[str]:
-    """The task metric (accuracy, mse) that test and best_dev hold, when every run has the same one."""
-    names = table["metric"].dropna().unique() if "metric" in table else []
-    return str(names[0]) if len(names) == 1 else None
-
-
-def is_bounded(table: pd.DataFrame, metric: str) -> bool:
-    """Whether `metric` lies in [0, 1]: clip_fraction, or the task metric accuracy in test / best_dev."""
-    return metric in BOUNDED_METRICS or (metric in ("test", "best_dev") and task_metric(table) in BOUNDED_METRICS)
+def is_bounded(metric: str) -> bool:
+    """Whether the sweep.csv column `metric` lies in [0, 1]: clip_fraction, or accuracy (test/accuracy ...)."""
+    return metric.rsplit("/", 1)[-1] in BOUNDED_METRICS
 
 
 def range_text(values: pd.Series) -> str:
@@ -84,7 +77,7 @@ def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: 
             grid[i, j] = finite.mean() if len(finite) else np.nan
             statuses = sorted(set(table.loc[cell, "status"].dropna()) - {"completed"})
             notes[i][j] = "\n".join(["n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}", *statuses])
-    scale = metric_scale(values, is_bounded(table, metric))
+    scale = metric_scale(values, is_bounded(metric))
     norm = scale.norm()
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=plt.get_cmap("viridis").with_extremes(bad="0.85"),
                         norm=norm, aspect="auto")
@@ -120,7 +113,7 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
         # A run without a value (diverged, failed) as a cross on the bottom edge, not silently absent.
         axes.plot(x[missing], np.zeros(int(missing.sum())), "x", color="C3", clip_on=False,
                   transform=axes.get_xaxis_transform(), label="no value (see its status)")
-    scale = metric_scale(values, is_bounded(table, metric))
+    scale = metric_scale(values, is_bounded(metric))
     if scale.log:
         axes.set_yscale("log")
     axes.set_ylim(scale.low, scale.high)
@@ -134,7 +127,7 @@ def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> list[pd.Se
     # y given: matplotlib then does not measure the tick labels of the axes to place the title
     axes.set_title(title, fontsize=6, pad=2, y=1.0)
     try:
-        frame = read_metrics(run_dir / "metrics.csv") if run_dir is not None else None
+        frame = read_metrics(run_dir / METRICS) if run_dir is not None else None
     except DataError:  # a run that crashed before its first rows
         frame = None
     if frame is None or GRAD_PREFIX + TOTAL not in frame or not frame[GRAD_PREFIX + TOTAL].notna().any():
@@ -143,9 +136,7 @@ def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> list[pd.Se
     drawn = []
     for prefix, style, colour in ((GRAD_PREFIX, "-", "C3"), (CLIPPED_PREFIX, "--", "C0")):
         if prefix + TOTAL in frame:
-            values = finite_values(frame, prefix + TOTAL)
-            axes.plot(frame["step"], values, style, color=colour, linewidth=0.7)
-            drawn.append(values)
+            drawn.append(draw_norm_curve(axes, frame, prefix + TOTAL, color=colour, linestyle=style, linewidth=0.7))
     diverged_at = divergence_step(frame)
     if diverged_at is not None:
         mark_divergence(axes, diverged_at)
@@ -184,10 +175,10 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
         axes.label_outer()
 
 
-def metric_label(table: pd.DataFrame, metric: str) -> str:
-    """'test accuracy' rather than 'test' when every run has the same task metric."""
-    name = task_metric(table)
-    return f"{metric} {name}" if metric in ("test", "best_dev") and name else metric
+def metric_label(metric: str) -> str:
+    """A sweep.csv column as a reader names it: test/accuracy -> test accuracy, best_dev/loss -> dev loss."""
+    part, _, name = metric.partition("/")
+    return f"{'dev' if part == 'best_dev' else part.replace('_', ' ')} {name}".strip()
 
 
 def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run_dirs: Sequence[Optional[Path]],
@@ -200,7 +191,7 @@ def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run
     figure = plt.figure(figsize=(13, height))
     # Heights in inches turned into figure fractions: the summary panel on top, the runs' panels below.
     summary_axes = figure.add_axes((0.1, (runs_inches + 1.0) / height, 0.6, (summary_inches - 1.5) / height))
-    label = metric_label(table, metric)
+    label = metric_label(metric)
     if len(shown) >= 2:
         _draw_heatmap(summary_axes, table, shown[0], shown[1], metric, label)
     else:

@@ -46,7 +46,7 @@ from gradexp.clipping.fixed import PerTensorNormClip, clip_tensor_norms
 from gradexp.config.schema import ExperimentConfig
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.plotting import plot_runs
+from gradexp.plotting.runs import plot_runs
 from gradexp.recording.steps import gradient_norms
 from gradexp.runner import Training, open_run
 from gradexp.schedules import ConstantRate

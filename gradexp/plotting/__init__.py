@@ -1,0 +1,25 @@
+"""Figures of a run, drawn from its files (never from training state), for `run`, `plot`, `compare` and `sweep`.
+
+A run folder gets grad_norms.pdf (the article's view of the first steps, and the whole run on a log
+axis, with the clip threshold and the divergence step) and loss.pdf. What every figure shares lives
+here, one job a module:
+
+    output      save_figure: the format from the suffix, the same bytes for the same figure
+    scales      ±inf as gaps, the log-axis floor rule, set_log_scale, metric scales (heatmap, line)
+    norms       parameter selection and short names, colours, draw_norm_curve (the one norm curve of
+                every figure), the divergence step and its marker
+    thresholds  what each clip mode's threshold bounds (one table), and its line on a norm panel
+    layout      fixed-size stacked panels, legend rows and handles
+    grad_norms  grad_norms.pdf
+    loss        loss.pdf
+    runs        a run folder's figures (plot_run, plot_runs) and `gradexp plot` (replot)
+
+compare/figure.py and sweep/figure.py draw their packages' tables with these parts. The run folder's
+format (file names, columns, reading metrics.csv) is gradexp.recording's; plotting reads run folders and
+imports nothing above it (no runner, compare, sweep or clipping).
+"""
+
+import matplotlib
+
+# The one backend choice: every module that imports pyplot is in this package or imports from it first.
+matplotlib.use("Agg")

@@ -1,0 +1,45 @@
+"""Writing a figure: the format from the file's suffix, the same bytes for the same figure, atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from gradexp.errors import OutputError
+from gradexp.recording.files import write_bytes
+
+# File formats save_figure writes, by suffix, and how: no creation dates (PDF, SVG) and a fixed salt for
+# SVG's element ids (random by default), so the same figure always gives the same bytes.
+FIGURE_FORMATS: dict[str, dict[str, Any]] = {
+    ".pdf": {"format": "pdf", "metadata": {"CreationDate": None, "ModDate": None}},
+    ".png": {"format": "png", "dpi": 200},
+    ".svg": {"format": "svg", "metadata": {"Date": None}},
+}
+SVG_ID_SALT = "gradexp"
+
+
+def figure_format(path: Path) -> str:
+    """The format `path`'s suffix names (pdf, png, svg); an OutputError for any other suffix."""
+    options = FIGURE_FORMATS.get(path.suffix.lower())
+    if options is None:
+        given = f"unknown figure format {path.suffix!r}" if path.suffix else "no suffix to name the figure format"
+        *others, last = FIGURE_FORMATS
+        raise OutputError(str(path), f"{given}; expected {', '.join(others)} or {last}")
+    return options["format"]
+
+
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """Write `figure` in the format its suffix names, without timestamps (same figure => same bytes), atomically,
+    and close it (also when the suffix is refused)."""
+    buffer = io.BytesIO()
+    try:
+        figure_format(path)
+        with matplotlib.rc_context({"svg.hashsalt": SVG_ID_SALT}):
+            figure.savefig(buffer, **FIGURE_FORMATS[path.suffix.lower()])
+    finally:
+        plt.close(figure)
+    write_bytes(path, buffer.getvalue())

@@ -1,0 +1,95 @@
+"""A run folder's figures, grad_norms.pdf and loss.pdf (for `run` and `sweep`), and `gradexp plot`'s re-plot
+of any metrics.csv; each written by save_figure, looked up here."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from gradexp.config.schema import PlotConfig
+from gradexp.errors import DataError, OutputError
+from gradexp.plotting.grad_norms import grad_norms_figure
+from gradexp.plotting.loss import loss_figure
+from gradexp.plotting.norms import select_parameters
+from gradexp.plotting.output import figure_format, save_figure
+from gradexp.plotting.thresholds import clip_section
+from gradexp.recording.folder import RunFolder, read_metrics
+from gradexp.recording.layout import GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, parameter_names
+
+# The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
+REPLOT_NAME = "grad_norms-replot.pdf"
+
+
+def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], steps: Optional[int] = None,
+                    log_y: bool = False, title: str = "", clip: Optional[Mapping[str, Any]] = None) -> None:
+    """grad_norms_figure written to `out` (its suffix picks the format)."""
+    save_figure(grad_norms_figure(frame, parameters, steps, log_y, title, clip), out)
+
+
+def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: Path, metric: Optional[str],
+                title: str = "") -> None:
+    """loss_figure written to `out` (its suffix picks the format)."""
+    save_figure(loss_figure(frame, evaluations, metric, title), out)
+
+
+def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:
+    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode)."""
+    record = RunFolder.read(run_dir)
+    if record.metrics is None:
+        raise DataError(str(run_dir / METRICS), "no such file")
+    frame = record.metrics
+    if not len(frame):
+        return
+    evaluations = record.evaluations()
+    metric = evaluations.columns[-1] if evaluations is not None else None  # eval.csv's last column
+    chosen = select_parameters(parameter_names(frame.columns), parameters, str(run_dir / METRICS))
+    plot_grad_norms(frame, run_dir / GRAD_NORMS_PLOT, chosen, plot.steps, plot.log_y, title=run_dir.name,
+                    clip=clip_section(record.config))
+    plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name)
+
+
+def plot_runs(runs: Sequence[tuple[Path, PlotConfig, Sequence[str]]], processes: int) -> None:
+    """plot_run for each (run folder, plot settings, parameters), drawn in up to `processes` processes at once.
+
+    A figure is matplotlib's Python work on one core, and the runs of a vectorized sweep's batch finish
+    together, so their plots are drawn side by side. Workers are forked where that is safe (Linux): they
+    start at once, with everything already imported, and use no torch. The first error is raised here.
+    """
+    if processes < 2 or len(runs) < 2:
+        for run in runs:
+            plot_run(*run)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(min(processes, len(runs)), mp_context=context) as pool:
+        for _ in pool.map(plot_run, *zip(*runs)):
+            pass
+
+
+def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,
+           steps: Optional[int] = None, log_y: Optional[bool] = None, force: bool = False) -> Path:
+    """Draw grad_norms_figure of any metrics.csv again; returns the file written.
+
+    Settings not given come from the run folder the CSV sits in: parameters from summary.json's
+    plot_parameters, else config.yaml's plot.params, else all; steps and log_y from config.yaml's plot
+    section; the clip threshold from its clip section. The default output, REPLOT_NAME beside the CSV, is
+    a name no run writes, and no existing file is replaced without `force`.
+    """
+    output = output if output is not None else metrics_csv.parent / REPLOT_NAME
+    figure_format(output)
+    frame = read_metrics(metrics_csv)
+    folder = metrics_csv.parent
+    record = RunFolder.read(folder)
+    config = record.config or {}
+    wanted = parameters or (record.summary.plot_parameters if record.summary else None) or config.get("plot.params")
+    chosen = select_parameters(parameter_names(frame.columns), wanted, str(metrics_csv))
+    steps = steps if steps is not None else config.get("plot.steps")
+    log_y = log_y if log_y is not None else bool(config.get("plot.log_y", False))
+    if output.exists() and not force:
+        raise OutputError(str(output), "exists; pass --force to replace it, or -o to write another file")
+    plot_grad_norms(frame, output, chosen, steps, log_y, title=folder.name, clip=clip_section(config))
+    return output
