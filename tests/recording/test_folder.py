@@ -1,6 +1,6 @@
 """RunFolder reads every run folder gradexp writes, this version's and those of earlier versions alike.
 
-tests/data/run_folders_da2445e/ holds the text files of two runs written by gradexp at commit da2445e (before
+tests/fixtures/run_folders_da2445e/ holds the text files of two runs written by gradexp at commit da2445e (before
 the recording package): a completed SRN run with norm clipping, and E2's MLP diverging in its first epoch.
 """
 
@@ -20,7 +20,7 @@ from gradexp.recording.folder import RunFolder, flatten, read_metrics
 from gradexp.recording.layout import MetricsColumns
 from gradexp.recording.summary import RunSummary
 
-OLD_RUNS = Path(__file__).resolve().parents[1] / "data" / "run_folders_da2445e"
+OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "run_folders_da2445e"
 
 
 @pytest.mark.parametrize("name", ["srn_norm_clip", "mlp_regression_explode"])

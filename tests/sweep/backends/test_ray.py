@@ -40,7 +40,7 @@ from gradexp.sweep.outcomes import FAILED, INTERRUPTED, NOT_RUN
 from gradexp.sweep.backends.ray import (SCRATCH_PREFIX, RayBackend, StopFlag, check_reachable, dashboard_link, ray_session,
                                  train_and_pack)
 from tests.conftest import CONFIGS
-from tests.test_sweep import assert_one_diverged_one_completed
+from tests.sweep.test_sweep import assert_one_diverged_one_completed
 
 # Every test here is about the Ray backend; most start or use a real Ray instance.
 pytestmark = pytest.mark.ray

@@ -10,7 +10,6 @@ import torch
 from gradexp.clipping import CLIP_MODES
 from gradexp.data.base import DataSpec
 from gradexp.models import MODELS
-from gradexp.sweep.backends.vectorized import clip_points
 
 NORM_TYPES = [1.0, 2.0, math.inf]
 # Every clip builder receives the model; the fixed rules do not read it.
@@ -94,21 +93,3 @@ def test_none_leaves_gradients_untouched() -> None:
 def test_zero_gradient_is_not_rescaled_to_nan() -> None:
     ours, outcome = clipped_by_gradexp("norm", [torch.zeros(3), torch.full((2,), 0.5)], threshold=1.0)
     assert torch.equal(ours[0], torch.zeros(3)) and not bool(outcome.clipped)
-
-
-def test_points_clipped_together_get_the_bits_each_gets_alone() -> None:
-    """A vectorized sweep clips all its points in one call (clip_points): each point's gradients and outcome
-    must be those of its own clip, bit for bit, whatever the others' modes and thresholds."""
-    settings = [("norm", {"threshold": 0.5}), ("none", {}), ("norm", {"threshold": 30.0}), ("value", {"threshold": 1.0}),
-                ("norm", {"threshold": 3.0, "norm_type": 1.0}), ("norm", {"threshold": 5.0}), ("norm", {"threshold": 1e4})]
-    clippers = [CLIP_MODES.get(mode)(MODEL, **params) for mode, params in settings]
-    points = [gradients(seed) for seed in range(len(clippers))]
-    together = [[g.clone() for g in grads] for grads in points]
-    outcomes = clip_points(clippers, together, together)
-    for clipper, grads, clipped_together, outcome in zip(clippers, points, together, outcomes):
-        alone = [g.clone() for g in grads]
-        expected = clipper.clip(alone, alone)
-        assert all(torch.equal(a, b) for a, b in zip(clipped_together, alone))
-        assert torch.equal(outcome.clipped, expected.clipped)
-        assert torch.equal(outcome.threshold, expected.threshold) or math.isnan(float(expected.threshold))
-    assert [bool(outcome.clipped) for outcome in outcomes] == [True, False, False, True, True, True, False]

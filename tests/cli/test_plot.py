@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gradexp.cli import main
 from gradexp.plotting import runs as run_plots
-from tests.test_plotting import PARAMETERS, labels_of, norms_frame
+from tests.plotting.test_plotting import PARAMETERS, labels_of, norms_frame
 
 # Every file a run writes: none of them may be the default output of a re-plot.
 RUN_FILES = ("grad_norms.pdf", "loss.pdf", "metrics.csv", "eval.csv", "summary.json", "config.yaml", "best.pt",

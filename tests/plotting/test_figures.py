@@ -18,7 +18,7 @@ from gradexp.compare.figure import comparison_figure
 from gradexp.plotting.scales import metric_scale
 from gradexp.sweep.figure import is_bounded, metric_label, sweep_figure
 from gradexp.sweep.grid import GridAxis
-from tests.test_plotting import norms_frame
+from tests.plotting.test_plotting import norms_frame
 
 NORM_COLUMNS = ["grad_norm/rnn_model.W", "grad_norm/rnn_model.U", "grad_norm/rnn_model.b"]
 
