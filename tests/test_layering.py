@@ -103,3 +103,40 @@ def test_plotting_loads_no_torch() -> None:
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=PACKAGE.parent)
     assert completed.stdout.strip() == "False"
+
+
+# The package from its lowest layer to its highest: a module may import its own layer and those before it.
+# gradexp.config.schema (the typed config) is a plain record below the components; gradexp.config.loading
+# checks configs against the components' registries, above them.
+LAYERS = [
+    ["gradexp.errors", "gradexp.value_types", "gradexp.registry", "gradexp.threads", "gradexp.interrupts",
+     "gradexp.config.schema", "gradexp.recording"],
+    ["gradexp.data"],
+    ["gradexp.models", "gradexp.losses", "gradexp.optim", "gradexp.evaluation", "gradexp.schedules"],
+    ["gradexp.clipping"],
+    ["gradexp.config"],
+    ["gradexp.experiment", "gradexp.plotting", "gradexp.resume"],
+    ["gradexp.gradcheck", "gradexp.runner"],
+    ["gradexp.compare", "gradexp.reporting"],
+    ["gradexp.sweep"],
+    ["gradexp.cli", "gradexp"],
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest LAYERS entry `module` is or lies inside."""
+    matches = [(len(name), index) for index, names in enumerate(LAYERS) for name in names
+               if module == name or module.startswith(name + ".")]
+    return max(matches)[1]
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_no_module_imports_a_higher_layer_or_imports_gradexp_inside_a_function(path: Path) -> None:
+    own = module_name(path)
+    found = [(module, at_top) for module, at_top in imports(path)
+             if module.startswith("gradexp.") and module != "gradexp.__version__"]
+    upward = [module for module, _ in found if layer_of(module) > layer_of(own)]
+    assert not upward, f"{own} (layer {layer_of(own)}) imports from above: {upward}"
+    # A command may import the library it drives when it runs, so `gradexp --help` starts quickly.
+    if not own.startswith("gradexp.cli"):
+        assert all(at_top for _, at_top in found), f"{own} imports gradexp modules inside a function"

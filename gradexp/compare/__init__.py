@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from gradexp.compare.figure import comparison_figure
 from gradexp.compare.runs import Gathered, gather_runs
 from gradexp.compare.table import COMPACT, DEFAULT_WIDTH, WIDE, ComparisonTable, build_table, format_table, table_csv
 from gradexp.errors import OutputError
@@ -32,8 +33,6 @@ def output_folder(out: Optional[Path], runs_root: Path = Path("runs")) -> Path:
 
 def write_comparison(table: ComparisonTable, folder: Path) -> list[Path]:
     """Write compare.csv and compare.pdf into `folder`; returns their paths."""
-    from gradexp.compare.figure import comparison_figure
-
     written = [folder / "compare.csv", folder / "compare.pdf"]
     write_bytes(written[0], table_csv(table).encode("utf-8"))
     save_figure(comparison_figure(table), written[1])
