@@ -8,7 +8,7 @@ CONFIG ?= configs/srn_explode.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gradexp-installed
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench docs clean
 
 setup: $(STAMP)
 
@@ -25,10 +25,14 @@ test: setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not ray and not subprocess"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_srn.py
+
+# Rerun the commands whose output README.md and docs/ quote, and rewrite the quotes (several minutes).
+docs: setup
+	$(BIN)/python docs/regenerate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""Fixed-threshold clip modes, exactly as the table in EXPERIMENTS.md states them.
+"""Fixed-threshold clip modes, as the articles state them (docs/clip-modes.md has the table).
 
 | mode        | rule                                                          | same as |
 | value c     | g <- clamp(g, -c, c) element-wise                             | clip_grad_value_, Keras clipvalue |

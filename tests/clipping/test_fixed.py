@@ -1,4 +1,4 @@
-"""Each fixed clip mode against torch's own clip functions and the EXPERIMENTS.md rule."""
+"""Each fixed clip mode against torch's own clip functions and the articles' rules (docs/clip-modes.md)."""
 
 from __future__ import annotations
 

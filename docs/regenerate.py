@@ -1,0 +1,756 @@
+"""Rerun the commands whose output README.md and docs/*.md quote, and rewrite the quoted output.
+
+A block in any of those files
+
+    <!-- regenerate: SCENE -->
+    ...generated text...
+    <!-- /regenerate -->
+
+is replaced by what scene SCENE produces. A scene is a small function below (registered with
+@scene) that runs real `gradexp` commands in a temporary folder holding a copy of configs/, and
+returns a ```text block showing each `$ gradexp ...` and its output, or a markdown table built
+from the files the commands wrote. Commands run where a user would run them, so paths read
+`runs/srn_explode-20261130-101500`; timestamps and durations are what the run produced.
+
+    python docs/regenerate.py              rerun every scene, rewrite every block (`make docs`)
+    python docs/regenerate.py --check      rewrite nothing; exit 1 listing the blocks whose text would change
+                                           (timestamps, durations and a scene's declared volatile parts ignored)
+    python docs/regenerate.py --only SCENE rerun one scene (repeatable) and rewrite its blocks only
+    python docs/regenerate.py --list       the scenes and where they are used
+
+A command that fails (an unexpected exit code) stops the script with the command, its exit code and
+its output, exit code 2, and no file rewritten: the files are written only when every scene they
+need succeeded, each to a temporary file renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import filecmp
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+# The configs a scene cannot run here: they need files from the user.
+NEEDS_USER_FILES = {"mnist_global15": "needs the four MNIST IDX files at `data.path`; not run by this script"}
+COMMAND_TIMEOUT = 900
+# The compact compare table is as wide as COLUMNS; the docs show what a pipe gets.
+TERMINAL_COLUMNS = "100"
+
+BLOCK_OPEN = re.compile(r"<!-- regenerate: ([A-Za-z0-9_.-]+) -->")
+BLOCK = re.compile(r"(<!-- regenerate: ([A-Za-z0-9_.-]+) -->\n)(.*?)(<!-- /regenerate -->)", re.S)
+BLOCK_CLOSE = "<!-- /regenerate -->"
+
+# Parts of an output that change from one run to the next without the code changing; --check ignores them.
+TIMESTAMP = re.compile(r"\d{8}-\d{6}")
+DURATION = re.compile(r"(?<![\w.])\d+(\.\d+)?s\b")
+ANY_NUMBER = re.compile(r"\d+(\.\d+)?(e[+-]?\d+)?")
+
+
+class SceneFailure(Exception):
+    """A scene could not produce its text; the message says which command failed and how."""
+
+
+def doc_files() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running commands
+
+
+def gradexp_command() -> list[str]:
+    """The `gradexp` of the Python running this script (the venv's), else the console script's entry point."""
+    beside = Path(sys.executable).parent / ("gradexp.exe" if os.name == "nt" else "gradexp")
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-c", "import sys; from gradexp.cli import main; sys.exit(main())"]
+
+
+@dataclass(frozen=True)
+class Glob:
+    """An argument the shell would expand: shown as the pattern, run as the sorted matches."""
+
+    pattern: str
+
+
+@dataclass
+class Result:
+    command: str
+    output: str
+    returncode: int
+
+    def transcript(self, tail: Optional[int] = None, note: str = "") -> str:
+        """`$ command` and its output (the last `tail` lines when given, shown as `| tail -n N`)."""
+        command = self.command + (f" | tail -n {tail}" if tail else "")
+        lines = self.output.splitlines()
+        if tail:
+            lines = lines[-tail:]
+        text = f"$ {command}" + (f"     # {note}" if note else "")
+        body = "\n".join(lines)
+        if body:
+            text += "\n" + body
+        if self.returncode != 0 and not tail:
+            text += f"\n(exit code {self.returncode})"
+        return text
+
+
+def clean_output(raw: bytes, workspace: Path) -> str:
+    """The output as a reader sees it: no terminal escapes or carriage-return redraws, no temporary paths."""
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    text = "\n".join(line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n"))
+    for root in {str(workspace), os.path.realpath(workspace)}:
+        text = text.replace(root + os.sep, "").replace(root, ".")
+    return text.strip("\n")
+
+
+class Session:
+    """Temporary workspaces, each a folder with a copy of configs/, and the commands run in them.
+
+    The shipped configs are run once per session, in the workspace "shipped", and shared by the
+    scenes that quote them.
+    """
+
+    def __init__(self, root: Path, verbose: bool = True) -> None:
+        self.root = root
+        self.verbose = verbose
+        self.gradexp = gradexp_command()
+        self._workspaces: dict[str, Path] = {}
+        self._shipped: dict[str, Result] = {}
+        self._once: dict[str, Result] = {}
+        self._lock = threading.Lock()
+
+    def workspace(self, name: str) -> Path:
+        with self._lock:
+            if name not in self._workspaces:
+                path = self.root / name
+                path.mkdir()
+                shutil.copytree(CONFIGS, path / "configs")
+                self._workspaces[name] = path
+            return self._workspaces[name]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(COLUMNS=TERMINAL_COLUMNS, LINES="24", PYTHONUNBUFFERED="1")
+        return env
+
+    def expand(self, workspace: Path, args: Sequence[object]) -> tuple[list[str], str]:
+        """The argv to run and the command line to show."""
+        argv, words = [], []
+        for arg in args:
+            if isinstance(arg, Glob):
+                matches = sorted(str(path.relative_to(workspace)) for path in workspace.glob(arg.pattern))
+                if not matches:
+                    raise SceneFailure(f"{arg.pattern} matches nothing in {workspace}")
+                argv += matches
+                words.append(arg.pattern)
+            else:
+                argv.append(str(arg))
+                words.append(shlex.quote(str(arg)))
+        return argv, " ".join(["gradexp", *words])
+
+    def run(self, workspace: str, *args: object, expect: Iterable[int] = (0,)) -> Result:
+        """Run `gradexp ARGS` in the workspace; an exit code outside `expect` is a SceneFailure."""
+        folder = self.workspace(workspace)
+        argv, command = self.expand(folder, args)
+        started = time.monotonic()
+        try:
+            done = subprocess.run([*self.gradexp, *argv], cwd=folder, env=self.environment(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired as expired:
+            raise SceneFailure(f"`{command}` did not finish within {COMMAND_TIMEOUT} s:\n"
+                               f"{clean_output(expired.output or b'', folder)}") from None
+        result = Result(command, clean_output(done.stdout, folder), done.returncode)
+        self.log(f"  {command}  -> exit {done.returncode}, {time.monotonic() - started:.1f}s")
+        expected = tuple(expect)
+        if done.returncode not in expected:
+            raise SceneFailure(f"`{command}` (in {folder}) exited {done.returncode}, expected "
+                               f"{' or '.join(map(str, expected))}:\n{tail_lines(result.output, 40)}")
+        return result
+
+    def once(self, key: str, compute: Callable[[], Result]) -> Result:
+        """compute() the first time `key` is asked for; its result after that (scenes that quote one command)."""
+        if key not in self._once:
+            self._once[key] = compute()
+        return self._once[key]
+
+    def log(self, line: str) -> None:
+        if self.verbose:
+            print(line, file=sys.stderr, flush=True)
+
+    # The shipped configs, each run once -------------------------------------------------------------------
+
+    def shipped(self, name: str) -> Result:
+        """`gradexp run configs/NAME.yaml` in the shared workspace, run the first time it is asked for."""
+        self.run_shipped([name])
+        return self._shipped[name]
+
+    def run_shipped(self, names: Iterable[str]) -> None:
+        """Run the shipped configs not run yet, a few at once where the machine has the cores."""
+        missing = [name for name in dict.fromkeys(names) if name not in self._shipped]
+        if not missing:
+            return
+        workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {name: pool.submit(self.run, "shipped", "run", f"configs/{name}.yaml") for name in missing}
+            for name, future in futures.items():
+                self._shipped[name] = future.result()
+
+    def run_folder(self, name: str) -> str:
+        """The shipped run's folder, relative to the workspace (runs/NAME-<time>)."""
+        self.shipped(name)
+        folder = self.workspace("shipped")
+        matches = sorted(folder.glob(f"runs/{name}-[0-9]*"))
+        if len(matches) != 1:
+            raise SceneFailure(f"expected one run folder runs/{name}-<time> in {folder}, found {len(matches)}")
+        return str(matches[0].relative_to(folder))
+
+
+def tail_lines(text: str, count: int) -> str:
+    return "\n".join(text.splitlines()[-count:])
+
+
+def text_block(*parts: str) -> str:
+    return "```text\n" + "\n".join(parts) + "\n```"
+
+
+def shipped_configs() -> list[str]:
+    return sorted(path.stem for path in CONFIGS.glob("*.yaml"))
+
+
+def runnable_configs() -> list[str]:
+    return [name for name in shipped_configs() if name not in NEEDS_USER_FILES]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scenes
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    produce: Callable[[Session], str]
+    # Patterns --check ignores beyond timestamps and durations (e.g. every number of an interrupted run).
+    volatile: tuple[re.Pattern, ...] = ()
+
+
+SCENES: dict[str, Scene] = {}
+
+
+def scene(name: str, volatile: Sequence[re.Pattern] = ()) -> Callable[[Callable[[Session], str]], Callable[[Session], str]]:
+    def register(produce: Callable[[Session], str]) -> Callable[[Session], str]:
+        if name in SCENES:
+            raise ValueError(f"scene {name} defined twice")
+        SCENES[name] = Scene(name, produce, tuple(volatile))
+        return produce
+
+    return register
+
+
+@scene("tour-run")
+def tour_run(session: Session) -> str:
+    return text_block(session.shipped("srn_explode").transcript())
+
+
+@scene("tour-compare")
+def tour_compare(session: Session) -> str:
+    clipped = session.shipped("srn_clip")
+    compared = session.run("shipped", "compare", session.run_folder("srn_explode"), session.run_folder("srn_clip"))
+    return text_block(clipped.transcript(tail=1), compared.transcript())
+
+
+TOUR_SWEEP = ("sweep", "configs/srn_clip.yaml", "--grid", "optimizer.lr=0.05,0.2", "--grid", "clip.threshold=1,5,none",
+              "--set", "train.epochs=10")
+
+
+def tour_sweep_result(session: Session) -> Result:
+    return session.once("tour-sweep", lambda: session.run("shipped", *TOUR_SWEEP))
+
+
+@scene("tour-sweep")
+def tour_sweep(session: Session) -> str:
+    return text_block(tour_sweep_result(session).transcript())
+
+
+@scene("sweep-files")
+def sweep_files(session: Session) -> str:
+    tour_sweep_result(session)
+    folder = session.workspace("shipped")
+    sweeps = sorted(folder.glob("runs/sweep-srn_clip-*"))
+    if len(sweeps) != 1:
+        raise SceneFailure(f"expected one sweep folder runs/sweep-srn_clip-* in {folder}, found {len(sweeps)}")
+    sweep = sweeps[0]
+    relative = sweep.relative_to(folder)
+    listing = "\n".join(sorted(path.name for path in sweep.iterdir()))
+    with open(sweep / "sweep.csv", encoding="utf-8") as handle:
+        head = [",".join(row[:12]) for row, _ in zip(csv.reader(handle), range(3))]
+    return text_block(f"$ ls {relative}", listing, f"$ head -n 3 {relative}/sweep.csv | cut -d, -f1-12", *head)
+
+
+SIX_SRN = ("srn_explode", "srn_clip", "srn_clip_global", "srn_agc", "srn_autoclip", "srn_zclip")
+
+
+@scene("six-srn")
+def six_srn(session: Session) -> str:
+    session.run_shipped(SIX_SRN)
+    found = sorted(path.name.rsplit("-", 2)[0] for path in session.workspace("shipped").glob("runs/srn_*"))
+    if found != sorted(SIX_SRN):
+        raise SceneFailure(f"runs/srn_* should be the six SRN runs {', '.join(SIX_SRN)}; found {', '.join(found)}")
+    compact = session.run("shipped", "compare", Glob("runs/srn_*"), "--out", "runs/compare-srn")
+    chosen = session.run("shipped", "compare", Glob("runs/srn_*"), "--columns",
+                         "run,clip.mode,dev loss,test accuracy,W med,explode>100,clipped", "--out", "runs/compare-srn")
+    return text_block(compact.transcript(), chosen.transcript())
+
+
+def leading_comment(config: Path) -> list[str]:
+    lines = []
+    for line in config.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return lines
+
+
+def what_it_reproduces(config: Path) -> tuple[str, str]:
+    """(experiment, what): from the first sentence of the config's opening comment (the lines before `Run:`),
+    "E2 (seed 000, Keras): Dense(25, ...) ..." gives ("E2", "Dense(25, ...) ...")."""
+    lines = []
+    for line in leading_comment(config):
+        if line.startswith("Run:"):
+            break
+        lines.append(line)
+    text = " ".join(lines)
+    end = re.search(r"(?<! al)\.(\s+(?=[A-Za-z])|$)", text)
+    sentence = text[:end.start() + 1] if end else text
+    label = re.match(r"(E\d+)\s*(\([^)]*\))?\s*([^:]*):\s+", sentence)
+    if label:
+        experiment, sentence = label.group(1), (label.group(3) + ": " if label.group(3) else "") + sentence[label.end():]
+    else:
+        experiment = ""
+    return experiment, sentence.replace("|", "\\|").replace("<", "&lt;") or "(no comment)"
+
+
+def experiment_order(name: str) -> tuple:
+    """E1..E5 as the articles number them; within one, the run the others fix first, then its closest variants."""
+    experiment, _ = what_it_reproduces(CONFIGS / f"{name}.yaml")
+    base = 0 if "explode" in name else 1 if any(other.startswith(name + "_") for other in shipped_configs()) else 2
+    return (experiment, base, name)
+
+
+def number_text(value: str, digits: int = 4) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value or "n/a"
+    return f"{number:.{digits}g}"
+
+
+def read_compare_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@scene("experiments")
+def experiments(session: Session) -> str:
+    names = runnable_configs()
+    session.run_shipped(names)
+    folders = [session.run_folder(name) for name in names]
+    compared = session.run("shipped", "compare", *folders, "--out", "runs/compare-all")
+    rows = {row["run"].rsplit("-", 2)[0]: row for row in
+            read_compare_csv(session.workspace("shipped") / "runs/compare-all/compare.csv")}
+    if sorted(rows) != sorted(names):
+        raise SceneFailure(f"compare.csv of `{compared.command}` holds {sorted(rows)}, expected {names}")
+    table = ["| config | | reproduces | status | test metric | max total norm | first step with total norm > 100 "
+             "| clipped |", "|---|---|---|---|---|---|---|---|"]
+    for name in sorted(shipped_configs(), key=experiment_order):
+        experiment, reproduces = what_it_reproduces(CONFIGS / f"{name}.yaml")
+        link = f"[`{name}.yaml`](../configs/{name}.yaml)"
+        if name in NEEDS_USER_FILES:
+            table.append(f"| {link} | {experiment} | {reproduces} | {NEEDS_USER_FILES[name]} | | | | |")
+            continue
+        row = rows[name]
+        metrics = [key.split("/", 1)[1] for key in row if key.startswith("test/") and key != "test/loss"
+                   and row[key] not in ("", "n/a")]
+        metric = f"{metrics[0]} {number_text(row['test/' + metrics[0]])}" if metrics else "n/a"
+        step = row.get("first_explosion_step") or "n/a"
+        clipped = row.get("clip_fraction", "")
+        clipped = f"{float(clipped):.1%}" if clipped not in ("", "n/a") else "n/a"
+        table.append(f"| {link} | {experiment} | {reproduces} | {row['status']} | {metric} | "
+                     f"{number_text(row['max_grad_norm/total'])} | {step} | {clipped} |")
+    summary = json.loads((session.workspace("shipped") / folders[0] / "summary.json").read_text(encoding="utf-8"))
+    versions = summary.get("versions") or {}
+    table.append("")
+    table.append(f"Trained on {summary.get('device')} with gradexp {versions.get('gradexp')}, "
+                 f"torch {versions.get('torch')}, Python {versions.get('python')}.")
+    return "\n".join(table)
+
+
+@scene("mnist-missing")
+def mnist_missing(session: Session) -> str:
+    return text_block(session.run("shipped", "run", "configs/mnist_global15.yaml", expect=(2,)).transcript())
+
+
+E2 = ("mlp_regression_explode", "mlp_regression_clipnorm", "mlp_regression_clipvalue", "mlp_regression_global",
+      "mlp_regression_agc", "mlp_regression_autoclip", "mlp_regression_zclip")
+
+
+def epoch_losses(metrics: Path) -> list[float]:
+    """The mean training loss of each epoch in a metrics.csv (NaN where a step's loss was not finite)."""
+    sums: dict[int, list[float]] = {}
+    with open(metrics, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            sums.setdefault(int(row["epoch"]), []).append(float(row["loss"]))
+    return [sum(losses) / len(losses) for _, losses in sorted(sums.items())]
+
+
+@scene("e2-loss")
+def e2_loss(session: Session) -> str:
+    session.run_shipped(E2)
+    table = ["| config | epochs run | mean train loss, epoch 1 | first epoch below 100 | mean train loss, last epoch |",
+             "|---|---|---|---|---|"]
+    for name in E2:
+        losses = epoch_losses(session.workspace("shipped") / session.run_folder(name) / "metrics.csv")
+        below = next((str(epoch) for epoch, loss in enumerate(losses, 1) if loss < 100), "never")
+        table.append(f"| `{name}` | {len(losses)} | {number_text(str(losses[0]))} | {below} | "
+                     f"{number_text(str(losses[-1]))} |")
+    return "\n".join(table)
+
+
+@scene("e5-compare")
+def e5_compare(session: Session) -> str:
+    session.run_shipped(["deep_sigmoid", "deep_sigmoid_xavier", "deep_sigmoid_batchnorm"])
+    compared = session.run("shipped", "compare", Glob("runs/deep_sigmoid*"), "--columns",
+                           "run,model.init,model.batch_norm,test accuracy,layers.0.weight med,layers.5.weight med",
+                           "--out", "runs/compare-e5")
+    return text_block(compared.transcript())
+
+
+@scene("gradcheck")
+def gradcheck(session: Session) -> str:
+    return text_block(session.run("shipped", "gradcheck", "configs/deep_sigmoid.yaml").transcript())
+
+
+@scene("gradcheck-fail")
+def gradcheck_fail(session: Session) -> str:
+    failing = session.run("shipped", "gradcheck", "configs/mlp_regression_explode.yaml", "--threshold", "1e-9",
+                          expect=(1,))
+    return text_block(failing.transcript())
+
+
+GRADCHECK_MODELS = ("srn_explode", "mlp_regression_explode", "mlp_random_adam", "digits_global15",
+                    "deep_sigmoid_batchnorm")
+
+
+@scene("gradcheck-models")
+def gradcheck_models(session: Session) -> str:
+    return text_block(*(session.run("shipped", "gradcheck", f"configs/{name}.yaml").transcript(tail=1)
+                        for name in GRADCHECK_MODELS))
+
+
+@scene("errors")
+def errors(session: Session) -> str:
+    attempts = [("run", "configs/srn_clip.yaml", "--set", "clip.treshold=2"),
+                ("run", "configs/srn_clip.yaml", "--set", "optimizer.lr=-1"),
+                ("run", "configs/srn_clip.yaml", "--set", "clip.mode=clipall"),
+                ("run", "configs/srn_clip.yaml", "--set", "optimizer.lr"),
+                ("sweep", "configs/srn_clip.yaml", "--grid", "optimizer.lr=0.1,0.2", "--backend", "vectorized",
+                 "--jobs", "2")]
+    before = sorted(session.workspace("errors").rglob("*"))
+    shown_results = [session.run("errors", *args, expect=(2,)).transcript() for args in attempts]
+    if sorted(session.workspace("errors").rglob("*")) != before:
+        raise SceneFailure("a command that failed on its config left files behind in the errors workspace")
+    return text_block(*shown_results)
+
+
+RESUME_RUN = ("run", "configs/srn_clip.yaml", "--set", "train.epochs=600")
+
+
+@scene("resume", volatile=[ANY_NUMBER])
+def resume(session: Session) -> str:
+    folder = session.workspace("resume")
+    argv, command = session.expand(folder, RESUME_RUN)
+    process = subprocess.Popen([*session.gradexp, *argv], cwd=folder, env=session.environment(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while not list(folder.glob("runs/*/metrics.csv")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=COMMAND_TIMEOUT)
+    interrupted = Result(command, clean_output(output, folder), process.returncode)
+    session.log(f"  {command}  (SIGINT after 1 s) -> exit {process.returncode}")
+    if process.returncode != 130:
+        raise SceneFailure(f"`{command}` interrupted by SIGINT exited {process.returncode}, expected 130 "
+                           f"(did it finish within a second? raise train.epochs):\n{tail_lines(interrupted.output, 40)}")
+    run_folder = str(next(folder.glob("runs/srn_clip-*")).relative_to(folder))
+    resumed = session.run("resume", "run", "--resume", run_folder)
+    whole = session.run("resume", *RESUME_RUN, "--out", "whole")
+    whole_folder = str(next(folder.glob("whole/srn_clip-*")).relative_to(folder))
+    first, second = f"{run_folder}/metrics.csv", f"{whole_folder}/metrics.csv"
+    if not filecmp.cmp(folder / first, folder / second, shallow=False):
+        raise SceneFailure(f"the resumed run's {first} differs from the uninterrupted run's {second}: "
+                           "resuming is no longer byte-identical")
+    return text_block(interrupted.transcript(note="Ctrl-C about a second into training"), resumed.transcript(),
+                      whole.transcript(tail=1), f"$ cmp {first} {second} && echo identical", "identical")
+
+
+@scene("validate")
+def validate(session: Session) -> str:
+    return text_block(session.run("shipped", "validate", "configs/srn_explode.yaml").transcript())
+
+
+@scene("layout")
+def layout(session: Session) -> str:
+    relative = session.run_folder("srn_explode")
+    folder = session.workspace("shipped") / relative
+    listing = "\n".join(sorted(path.name for path in folder.iterdir()))
+    with open(folder / "metrics.csv", encoding="utf-8") as handle:
+        head = [",".join(row[:8]) for row, _ in zip(csv.reader(handle), range(3))]
+    evaluations = (folder / "eval.csv").read_text(encoding="utf-8").strip("\n")
+    return text_block(f"$ ls {relative}", listing, f"$ head -n 3 {relative}/metrics.csv | cut -d, -f1-8", *head,
+                      f"$ cat {relative}/eval.csv", evaluations)
+
+
+@scene("plot")
+def plot(session: Session) -> str:
+    metrics = session.run_folder("srn_explode") + "/metrics.csv"
+    drawn = session.run("shipped", "plot", metrics, "--params", "W,U,b", "--steps", "40", "-o", "explode40.png")
+    return text_block(drawn.transcript())
+
+
+def yaml_text(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@scene("config-keys")
+def config_keys(session: Session) -> str:
+    """Every component and key with its default, read from the registries' builders and the train/plot dataclasses."""
+    import dataclasses
+    import typing
+
+    from gradexp.config.loading import COMPONENT_REGISTRIES
+    from gradexp.config.schema import COMPONENT_SECTIONS, PLAIN_SECTIONS
+
+    def choices(annotation: object) -> str:
+        while typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        if typing.get_origin(annotation) is typing.Literal:
+            return " (" + " \\| ".join(str(choice) for choice in typing.get_args(annotation)) + ")"
+        return ""
+
+    rows = ["| section | component | keys: default (choices) |", "|---|---|---|"]
+    for section, naming_key in COMPONENT_SECTIONS.items():
+        registry = COMPONENT_REGISTRIES[section]
+        for name in registry.names():
+            keys = [f"`{item.name}`: " + ("required" if item.required else f"{yaml_text(item.default)}")
+                    + choices(item.annotation) for item in registry.parameters(name)]
+            rows.append(f"| `{section}` | `{naming_key}: {name}` | {'; '.join(keys) or '(none)'} |")
+    for section, schema in PLAIN_SECTIONS.items():
+        hints = typing.get_type_hints(schema, include_extras=True)
+        keys = [f"`{item.name}`: {yaml_text(item.default)}{choices(hints[item.name])}"
+                for item in dataclasses.fields(schema)]
+        rows.append(f"| `{section}` | | {'; '.join(keys)} |")
+    return "\n".join(rows)
+
+
+def docstring_summary(path: Path) -> str:
+    import ast
+
+    try:
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    except SyntaxError as failure:
+        raise SceneFailure(f"{path}: {failure}") from None
+    return " ".join((docstring or "").strip().split("\n\n")[0].split())
+
+
+@scene("package")
+def package(session: Session) -> str:
+    """The package tree, each module with its docstring's first paragraph (read from the files, not imported)."""
+    root = REPO / "gradexp"
+    lines = []
+
+    def walk(folder: Path, depth: int) -> None:
+        entries = sorted(folder.iterdir(), key=lambda path: (path.is_dir(), path.name))
+        for path in entries:
+            if path.is_dir() and (path / "__init__.py").is_file():
+                lines.append(("  " * depth + path.name + "/", docstring_summary(path / "__init__.py")))
+                walk(path, depth + 1)
+            elif path.suffix == ".py" and path.name != "__init__.py":
+                lines.append(("  " * depth + path.name, docstring_summary(path)))
+
+    lines.append(("gradexp/", docstring_summary(root / "__init__.py")))
+    walk(root, 1)
+    width = max(len(name) for name, _ in lines) + 2
+    return text_block(*(f"{name:<{width}}{line}".rstrip() for name, line in lines))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Blocks in the files
+
+
+@dataclass
+class Block:
+    path: Path
+    line: int
+    scene: str
+    body: str
+
+
+def find_blocks(path: Path, text: str) -> list[Block]:
+    """Every regenerate block of a file; an opening marker without its close is an error."""
+    blocks = [Block(path, text.count("\n", 0, match.start()) + 1, match.group(2), match.group(3))
+              for match in BLOCK.finditer(text)]
+    if len(BLOCK_OPEN.findall(text)) != len(blocks) or text.count(BLOCK_CLOSE) != len(blocks):
+        raise SceneFailure(f"{shown(path)}: every `<!-- regenerate: SCENE -->` needs its own `{BLOCK_CLOSE}`")
+    return blocks
+
+
+def substitute(text: str, texts: dict[str, str]) -> str:
+    """The file with each block of a scene in `texts` replaced by that scene's text."""
+    def replace(match: re.Match) -> str:
+        if match.group(2) not in texts:
+            return match.group(0)
+        return match.group(1) + texts[match.group(2)].rstrip("\n") + "\n" + match.group(4)
+
+    return BLOCK.sub(replace, text)
+
+
+def normalized(text: str, extra: Sequence[re.Pattern] = ()) -> str:
+    text = TIMESTAMP.sub("<time>", text)
+    text = DURATION.sub("<seconds>", text)
+    for pattern in extra:
+        text = pattern.sub("<n>", text)
+    return "\n".join(re.sub(r"[ \t]+", " ", line).strip() for line in text.strip().splitlines())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.chmod(temporary, path.stat().st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def produce(session: Session, names: Iterable[str]) -> dict[str, str]:
+    texts = {}
+    for name in names:
+        started = time.monotonic()
+        session.log(f"scene {name}")
+        try:
+            texts[name] = SCENES[name].produce(session)
+        except SceneFailure as failure:
+            raise SceneFailure(f"scene {name} failed: {failure}") from None
+        session.log(f"scene {name}: done in {time.monotonic() - started:.1f}s")
+    return texts
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true",
+                        help="rewrite nothing; exit 1 listing the blocks whose text would change")
+    parser.add_argument("--only", action="append", metavar="SCENE", help="rerun only this scene (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the scenes and the blocks that use them")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder the commands ran in")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    options = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        blocks = [block for path in doc_files() for block in find_blocks(path, path.read_text(encoding="utf-8"))]
+    except SceneFailure as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
+    unknown = [block for block in blocks if block.scene not in SCENES]
+    if unknown:
+        for block in unknown:
+            print(f"error: {shown(block.path)}:{block.line}: no scene named {block.scene!r} "
+                  f"(scenes: {', '.join(SCENES)})", file=sys.stderr)
+        return 2
+    if options.list:
+        for name in SCENES:
+            used = [f"{shown(block.path)}:{block.line}" for block in blocks if block.scene == name]
+            print(f"{name}: {', '.join(used) or 'not used'}")
+        return 0
+    if options.only:
+        missing = [name for name in options.only if name not in SCENES]
+        if missing:
+            print(f"error: no scene {', '.join(missing)}; scenes: {', '.join(SCENES)}", file=sys.stderr)
+            return 2
+        wanted = list(dict.fromkeys(options.only))
+    else:
+        wanted = list(dict.fromkeys(block.scene for block in blocks))
+
+    root = Path(tempfile.mkdtemp(prefix="gradexp-docs-"))
+    session = Session(root, verbose=not options.quiet)
+    try:
+        texts = produce(session, wanted)
+        if options.check:
+            changed = [block for block in blocks if block.scene in texts
+                       and normalized(block.body, SCENES[block.scene].volatile)
+                       != normalized(texts[block.scene], SCENES[block.scene].volatile)]
+            for block in changed:
+                print(f"{shown(block.path)}:{block.line}: {block.scene} would change")
+            print(f"{len(changed)} of {len([b for b in blocks if b.scene in texts])} block(s) would change "
+                  f"({time.monotonic() - started:.0f}s)", file=sys.stderr)
+            return 1 if changed else 0
+        # Read the files again just before writing them: someone may have edited one while the commands ran
+        # (a block added meanwhile is produced now, before anything is written).
+        current = {path: path.read_text(encoding="utf-8") for path in doc_files()}
+        fresh = [block for path, text in current.items() for block in find_blocks(path, text)]
+        strangers = [block for block in fresh if block.scene not in SCENES]
+        if strangers:
+            raise SceneFailure(f"{shown(strangers[0].path)}:{strangers[0].line}: no scene named "
+                               f"{strangers[0].scene!r} (added while the commands ran)")
+        if not options.only:
+            texts.update(produce(session, dict.fromkeys(b.scene for b in fresh if b.scene not in texts)))
+        rewritten = []
+        for path, text in current.items():
+            updated = substitute(text, texts)
+            if updated != text:
+                write_atomically(path, updated)
+                rewritten.append(shown(path))
+        print(f"rewrote {', '.join(rewritten) or 'nothing (every block was up to date)'}; "
+              f"{len(texts)} scene(s) in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        return 0
+    except SceneFailure as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        print("no file was rewritten" + ("" if options.keep else "; --keep keeps the folder the commands ran in"),
+              file=sys.stderr)
+        return 2
+    finally:
+        if options.keep:
+            print(f"kept the commands' folder {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
