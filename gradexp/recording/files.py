@@ -15,7 +15,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
@@ -198,3 +198,25 @@ class CsvLog:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(rows)
         return text.getvalue()
+
+
+# How each text format a run folder holds is parsed, and the errors that mean the text is not valid.
+PARSERS: dict[str, tuple[Callable[[str], Any], tuple[type[Exception], ...]]] = {
+    "JSON": (json.loads, (json.JSONDecodeError,)),
+    "YAML": (yaml.safe_load, (yaml.YAMLError,)),
+}
+
+
+def read_mapping(path: Path, language: str, what: str) -> dict[str, Any]:
+    """The mapping a JSON or YAML file (`language`) holds; a file that cannot be read, is not valid, or holds
+    anything but a mapping raises a one-line DataError naming it and saying it is not `what`."""
+    parse, invalid = PARSERS[language]
+    try:
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as failure:
+        raise DataError(str(path), f"cannot be read ({failure})") from None
+    except invalid as failure:
+        raise DataError(str(path), f"is not valid {language} ({str(failure).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(str(path), f"is not {what}")
+    return data

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pandas as pd
-import yaml
 
 from gradexp.errors import DataError
+from gradexp.recording.files import read_mapping
 from gradexp.recording.layout import CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names
 from gradexp.recording.summary import RunSummary
 
@@ -88,15 +88,7 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
 
 def read_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml as written (sections of keys)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as failure:
-        raise DataError(str(path), f"cannot be read ({failure})") from None
-    except yaml.YAMLError as failure:
-        raise DataError(str(path), f"is not valid YAML ({str(failure).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(str(path), "is not a gradexp config (expected a mapping of sections)")
-    return data
+    return read_mapping(path, "YAML", "a gradexp config (expected a mapping of sections)")
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

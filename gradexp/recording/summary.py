@@ -10,13 +10,11 @@ which JSON holds as null), an interrupted one was not tested.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from gradexp.errors import DataError
-from gradexp.recording.files import write_json
+from gradexp.recording.files import read_mapping, write_json
 
 Number = float | int
 
@@ -92,15 +90,7 @@ class RunSummary:
     @classmethod
     def read(cls, path: Path) -> "RunSummary":
         """Load a summary.json; a file that is not one raises a one-line DataError naming it."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as failure:
-            raise DataError(str(path), f"cannot be read ({failure})") from None
-        except json.JSONDecodeError as failure:
-            raise DataError(str(path), f"is not valid JSON ({failure})") from None
-        if not isinstance(data, dict):
-            raise DataError(str(path), "is not a gradexp summary (expected a JSON object)")
-        return cls.from_json(data)
+        return cls.from_json(read_mapping(path, "JSON", "a gradexp summary (expected a JSON object)"))
 
 
 def number(value: Any) -> Optional[Number]:
