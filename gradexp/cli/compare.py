@@ -11,7 +11,7 @@ import click
 from gradexp.cli import reports_errors
 
 
-@click.command("compare")
+@click.command("compare", short_help="Runs side by side: which exploded, when, and which fix worked.")
 @click.argument("run_dirs", nargs=-1, metavar="RUN_DIR...", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for compare.csv and compare.pdf [default: a new runs/compare-<UTC timestamp>/].")
@@ -63,5 +63,5 @@ def command(run_dirs: tuple[Path, ...], out_dir: Path | None, metric: str | None
     # Where the terminal's width cannot be read (output into a pipe or a file), DEFAULT_WIDTH.
     click.echo(format_table(table, chosen, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns))
     csv_path, pdf_path = write_comparison(table, output_folder(out_dir))
-    click.echo(f"wrote {csv_path} and {pdf_path}")
+    click.echo(f"wrote {csv_path}\nwrote {pdf_path}")
     sys.exit(1 if gathered.failures else 0)

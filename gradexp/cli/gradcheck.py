@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Sequence
 import click
 
 from gradexp.cli import overrides_option, reports_errors
-from gradexp.config.loading import load_config
 
 if TYPE_CHECKING:
     from gradexp.gradcheck import ParameterCheck
 
 
-@click.command("gradcheck")
+@click.command("gradcheck", short_help="Check the model's gradients against finite differences.")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @overrides_option
 @click.option("--threshold", default=1e-7, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -38,6 +37,7 @@ def command(config: Path, overrides: tuple[str, ...], threshold: float, batches:
 
     Example: gradexp gradcheck configs/deep_sigmoid.yaml --batches 3
     """
+    from gradexp.config.loading import load_config
     from gradexp.gradcheck import check_config
 
     table = CheckTable(threshold)

@@ -10,7 +10,7 @@ import click
 from gradexp.cli import reports_errors
 
 
-@click.command("plot")
+@click.command("plot", short_help="Plot the gradient norms of a metrics.csv again.")
 @click.argument("metrics_csv", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Figure to write; the suffix picks the format: .pdf, .png or .svg "

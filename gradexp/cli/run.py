@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gradexp.cli import overrides_option, reports_errors
-from gradexp.config.loading import load_config
+from gradexp.errors import OptionError
 
 if TYPE_CHECKING:
     from gradexp.recording.summary import RunSummary
@@ -47,7 +47,7 @@ class ProgressReporter:
             self._bar = None
 
 
-@click.command("run")
+@click.command("run", short_help="Train one experiment into a new run folder (or --resume one).")
 @click.argument("config", required=False, type=click.Path(path_type=Path))
 @overrides_option
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
@@ -67,13 +67,14 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     Example: gradexp run --resume runs/srn_clip-20261123-101500
     """
     from gradexp import runner
+    from gradexp.config.loading import load_config
     from gradexp.reporting import describe_summary
 
     if (config is None) == (resume_dir is None):
-        raise click.UsageError("give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)")
+        raise OptionError("CONFIG", "give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)")
     if resume_dir is not None and (overrides or out_dir is not None):
-        raise click.UsageError("--resume continues a run with the config and folder it started with; "
-                               "it takes no --set or --out")
+        raise OptionError("--resume", "continues a run with the config and folder it started with; "
+                          "it takes no --set or --out")
     if resume_dir is not None:
         result = runner.resume(resume_dir, ProgressReporter())
     else:

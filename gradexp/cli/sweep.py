@@ -56,7 +56,7 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
     return finished
 
 
-@click.command("sweep")
+@click.command("sweep", short_help="Train a grid of runs and compare them.")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--grid", "grid", multiple=True, metavar="SECTION.KEY=V1,V2,...",
               help="Values of one config key (repeatable; the runs are every combination). Values read as --set "
@@ -124,7 +124,7 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     click.echo(f"sweep of {total} runs ({len(plan.runnable)} valid) from {config}")
     with lines.counting(total) as finished:
         result = run_sweep(plan, out_dir, built, finished)
-    click.echo(f"wrote {result.folder / 'sweep.csv'} and {result.folder / 'sweep.pdf'}")
+    click.echo(f"wrote {result.folder / 'sweep.csv'}\nwrote {result.folder / 'sweep.pdf'}")
     from gradexp.compare import COMPACT, DEFAULT_WIDTH, build_table, format_table, gather_runs
 
     gathered = gather_runs([result.folder])

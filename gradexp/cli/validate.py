@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from gradexp.cli import overrides_option, reports_errors
-from gradexp.config.loading import load_config
 
 
-@click.command("validate")
+@click.command("validate", short_help="Check a config without training; print it resolved.")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @overrides_option
 @reports_errors
@@ -19,6 +18,7 @@ def command(config: Path, overrides: tuple[str, ...]) -> None:
 
     Example: gradexp validate configs/srn_explode.yaml --set clip.mode=norm --set clip.threshold=5
     """
+    from gradexp.config.loading import load_config
     import yaml
 
     from gradexp.experiment import build_experiment

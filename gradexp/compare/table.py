@@ -47,6 +47,8 @@ KEEP_ORDER = ("run", "status", "explosion", "test metric", "clipped", "total max
 COMPONENT_KEYS = ("mode", "name")
 # A config value longer than this is cut in the middle in the compact layout.
 LONGEST_COMPACT_VALUE = 16
+# The most config fields a compare.pdf legend label lists.
+LEGEND_FIELDS = 4
 # Config keys that change how a run is recorded or drawn, never what it learns: a difference there is noise.
 PRESENTATION_KEYS = ("plot.", "train.flush_every")
 _MISSING = object()
@@ -143,12 +145,17 @@ def differing_keys(configs: Sequence[Optional[Mapping[str, Any]]]) -> list[str]:
 def run_labels(configs: Sequence[Optional[Mapping[str, Any]]], keys: Sequence[str], names: Sequence[str]) -> list[str]:
     """Legend labels from what differs ("clip.mode=norm, clip.threshold=5.0"), keys a run lacks left out.
 
-    A run whose label would be empty or shared with another run is named by its folder as well.
+    A run whose label would be empty, shared with another run, or cut (runs of different experiments differ
+    in dozens of fields: the first LEGEND_FIELDS are shown) is named by its folder as well.
     """
-    described = [", ".join(f"{key}={config_text(config[key])}" for key in keys if config and key in config)
-                 for config in configs]
-    return [label if label and described.count(label) == 1 else f"{name} ({label})" if label else name
-            for name, label in zip(names, described)]
+    labels = []
+    for config, name in zip(configs, names):
+        fields = [f"{key}={config_text(config[key])}" for key in keys if config and key in config]
+        cut = len(fields) - LEGEND_FIELDS
+        labels.append((", ".join(fields[:LEGEND_FIELDS]) + (f", ... ({cut} more)" if cut > 0 else ""), cut > 0))
+    described = [label for label, _ in labels]
+    return [label if label and not cut and described.count(label) == 1 else f"{name} ({label})" if label else name
+            for name, (label, cut) in zip(names, labels)]
 
 
 def shown_parameters(runs: Sequence[RunFolder]) -> list[str]:
@@ -261,7 +268,12 @@ def format_table(table: ComparisonTable, columns: str | Sequence[str] = COMPACT,
         raise ValueError(f"columns: expected {COMPACT!r}, {WIDE!r} or a list of names, got {columns!r}")
     left_out: list[Column] = []
     if columns == COMPACT:
-        shown, left_out = fit_to_width(compact_columns(table), width)
+        chosen = compact_columns(table)
+        shown, left_out = fit_to_width(chosen, width)
+        if not tells_rows_apart(shown, len(table.runs)):
+            # Short run names lean on the config fields beside them; with some of those left out, the full names.
+            chosen[0] = ("run", replace(chosen[0][1], cells=list(table.names)))
+            shown, left_out = fit_to_width(chosen, width)
     elif columns == WIDE:
         shown = [column for column in table.columns if column.printed]
     else:
@@ -272,6 +284,11 @@ def format_table(table: ComparisonTable, columns: str | Sequence[str] = COMPACT,
                       for column, text, column_width in zip(shown, texts, widths)).rstrip()
              for row in range(len(table.runs) + 1)]
     return "\n".join(lines + ([left_out_note(left_out, width)] if left_out else []))
+
+
+def tells_rows_apart(columns: Sequence[Column], rows: int) -> bool:
+    """Whether no two rows read alike in `columns` (the compact layout's run names and the fields it shows)."""
+    return len(set(zip(*(cell_texts(column)[1:] for column in columns)))) == rows
 
 
 def cell_texts(column: Column) -> list[str]:

@@ -19,12 +19,14 @@ import pandas as pd
 from gradexp.config.loading import read_raw_config
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import ConfigError, OptionError
+from gradexp.experiment import build_experiment
 from gradexp.recording.files import create_run_folder, write_yaml
+from gradexp.recording.layout import TOTAL
 from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
 from gradexp.sweep.outcomes import FAILED, PointOutcome
-from gradexp.sweep.table import check_metric, metric_column, sweep_table, write_sweep_csv
+from gradexp.sweep.table import METRIC_PREFIXES, check_metric, metric_column, sweep_table, write_sweep_csv
 
 __all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
            "GridAxis"]
@@ -84,7 +86,23 @@ def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence
             configs.append(failure)
     if not any(isinstance(config, ExperimentConfig) for config in configs):
         raise configs[0]
+    if metric.startswith(METRIC_PREFIXES):
+        check_metric_column(metric, next(config for config in configs if isinstance(config, ExperimentConfig)))
     return SweepPlan(source, base, tuple(overrides), axes, points, configs, metric)
+
+
+def check_metric_column(metric: str, config: ExperimentConfig) -> None:
+    """Raise OptionError unless the runs will have the column `metric` names: test/ and best_dev/ hold the loss and
+    the task's metric, max_grad_norm/ and median_grad_norm/ the plotted parameters and the total. Builds one
+    point's experiment to know them, before any point trains."""
+    experiment = build_experiment(config)
+    parameters = [*(config.plot.params or experiment.model.default_plot_parameters), TOTAL]
+    names = {"test/": ["loss", experiment.metric.name], "best_dev/": ["loss", experiment.metric.name],
+             "max_grad_norm/": parameters, "median_grad_norm/": parameters}
+    prefix = next(prefix for prefix in names if metric.startswith(prefix))
+    if metric[len(prefix):] not in names[prefix]:
+        raise OptionError("--metric", f"the runs will have no column {metric!r}; they will have "
+                                      f"{', '.join(prefix + name for name in names[prefix])}")
 
 
 def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,

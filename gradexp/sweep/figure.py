@@ -88,7 +88,10 @@ def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: 
             # White on the dark (low) half of viridis, black elsewhere and on the grey of a cell with no value.
             dark = not np.isnan(grid[i, j]) and float(norm(np.clip(grid[i, j], scale.low, scale.high))) < 0.45
             axes.text(j, i, notes[i][j], ha="center", va="center", fontsize=size, color="white" if dark else "black")
-    axes.set_xticks(range(len(columns.texts)), columns.texts, rotation=45, ha="right")
+    # Slanted only when long enough to run into each other (learning rates like 0.0001 side by side).
+    slanted = max(map(len, columns.texts)) > 4
+    axes.set_xticks(range(len(columns.texts)), columns.texts, rotation=45 if slanted else 0,
+                    ha="right" if slanted else "center")
     axes.set_yticks(range(len(rows.texts)), rows.texts)
     axes.set_xlabel(columns.key)
     axes.set_ylabel(rows.key)
@@ -105,14 +108,15 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
         axes.set_xticks(range(len(axis.texts)), axis.texts)
         axes.set_xlabel(axis.key)
     axes.plot(x, values, "o", color="C0", alpha=0.6, label="runs")
-    if axis is not None:
+    finite = np.isfinite(values)
+    if axis is not None and (values[finite].groupby(x[finite]).size() > 1).any():  # seeds: a mean to draw
         means = values.groupby(x).mean()
         axes.plot(means.index, means.to_numpy(), "-", color="C0", label="mean")
-    missing = ~np.isfinite(values)
-    if missing.any():
-        # A run without a value (diverged, failed) as a cross on the bottom edge, not silently absent.
-        axes.plot(x[missing], np.zeros(int(missing.sum())), "x", color="C3", clip_on=False,
-                  transform=axes.get_xaxis_transform(), label="no value (see its status)")
+    # A run without a value (diverged, failed) is named at the top of its place on the axis, in words: a mark
+    # on the axis itself would read as a value.
+    for position, status in zip(x[~finite], table.loc[~finite, "status"]):
+        axes.text(position, 0.97, f"n/a\n{status}", transform=axes.get_xaxis_transform(), ha="center", va="top",
+                  color="C3", fontsize="small")
     scale = metric_scale(values, is_bounded(metric))
     if scale.log:
         axes.set_yscale("log")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -140,3 +142,33 @@ def test_run_with_a_threshold_of_none_trains_without_clipping(tmp_path: Path) ->
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["clip"] == {"mode": "none"}
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["clip_threshold"].isna().all() and (metrics["clipped"] == 0).all()
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("arguments", [["--help"], ["plot", "--help"], ["compare", "--help"], ["sweep", "--help"]])
+def test_commands_that_do_not_train_import_neither_torch_nor_scikit_learn(arguments: list[str]) -> None:
+    # A command imports the library it drives when it runs: `gradexp --help` must not wait for torch (seconds).
+    code = ("import sys; from gradexp.cli import main\n"
+            f"sys.argv = ['gradexp', *{arguments!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(name for name in ('torch', 'sklearn') if name in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_run_without_a_config_is_one_line_and_exit_2() -> None:
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 2
+    assert result.output == "error: CONFIG: give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)\n"
+
+
+@pytest.mark.parametrize("metric, message", [
+    ("max_grad_norm/nonsense", "no column 'max_grad_norm/nonsense'; they will have max_grad_norm/rnn_model.W, "),
+    ("test/mse", "no column 'test/mse'; they will have test/loss, test/accuracy"),
+])
+def test_sweep_refuses_a_metric_column_its_runs_will_not_have_before_training(write_config, tmp_path: Path, metric,
+                                                                              message: str) -> None:
+    result = CliRunner().invoke(main, ["sweep", str(write_config()), "--grid", "optimizer.lr=0.1,0.2",
+                                       "--metric", metric, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and message in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written

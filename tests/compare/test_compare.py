@@ -232,8 +232,8 @@ def test_cli_writes_table_csv_and_pdf(tiny_runs, tmp_path: Path) -> None:
     result = invoke(tiny_runs["explode"].parent, "--out", tmp_path / "cmp", "--wide")
     assert result.exit_code == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("run ") and "explode>100" in lines[0] and len(lines) == 1 + 3 + 1
-    assert lines[-1] == f"wrote {tmp_path / 'cmp' / 'compare.csv'} and {tmp_path / 'cmp' / 'compare.pdf'}"
+    assert lines[0].startswith("run ") and "explode>100" in lines[0] and len(lines) == 1 + 3 + 2
+    assert lines[-2:] == [f"wrote {tmp_path / 'cmp' / 'compare.csv'}", f"wrote {tmp_path / 'cmp' / 'compare.pdf'}"]
     written = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index("run")
     explode = written.loc[tiny_runs["explode"].name]
     step, parameter = expected_explosion(tiny_runs["explode"] / "metrics.csv", 100.0)
@@ -269,7 +269,7 @@ def test_mixes_of_run_folders_and_parents(tiny_runs, tmp_path: Path) -> None:
     assert [run_record.path for run_record in gathered.runs] == [tiny_runs["explode"], *sorted(
         p for p in runs_folder.iterdir() if p != tiny_runs["explode"]), tmp_path / "outer" / "sweep" / "copied"]
     result = invoke(tiny_runs["clip_global"], tmp_path / "outer", "--out", tmp_path / "cmp", "--wide")
-    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1 + 2 + 1
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1 + 2 + 2  # header, two runs, the two files written
 
 
 def test_partial_runs_say_n_a(tiny_runs, tmp_path: Path) -> None:
@@ -341,7 +341,7 @@ def test_one_bad_run_is_skipped_and_the_rest_compared(tiny_runs, tmp_path: Path)
     assert result.exit_code == 1 and one_line(result.stderr) and str(broken / "metrics.csv") in result.stderr
     compared = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert list(compared["run"]) == [tiny_runs["clip_norm"].name, tiny_runs["clip_global"].name]
-    assert len(result.stdout.splitlines()) == 1 + 2 + 1
+    assert len(result.stdout.splitlines()) == 1 + 2 + 2
     # Every path bad: each one reported, nothing compared.
     result = invoke(broken, tmp_path / "missing", "--out", tmp_path / "none")
     assert result.exit_code == 2 and result.stderr.count("\n") == 2 and result.stdout == ""

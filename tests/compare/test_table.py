@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 from gradexp.cli import main
 from gradexp.compare import WIDE, build_table, format_table, gather_runs
 from gradexp.compare.runs import short_names
-from gradexp.compare.table import (KEEP_ORDER, compact_columns, compact_headers, compact_value, fit_to_width,
+from gradexp.compare.table import (KEEP_ORDER, compact_columns, compact_headers, compact_value, fit_to_width, run_labels,
                                    table_csv)
 from gradexp.config.loading import load_config
 from gradexp.errors import OptionError
@@ -276,3 +277,31 @@ def test_a_real_diverged_run_beside_a_completed_one(tmp_path: Path) -> None:
     assert written.loc[completed.name, "test/mse"] == completed_summary["test"]["mse"]
     wide = invoke(tmp_path / "runs", "--wide", "--out", tmp_path / "cmp")
     assert wide.exit_code == 0 and "n/a" in wide.stdout and "dev loss" in wide.stdout
+
+
+def test_runs_of_one_config_keep_their_full_names_when_the_fields_telling_them_apart_are_left_out(
+        six_srn_runs: Path, tmp_path: Path) -> None:
+    # Two runs of srn_clip.yaml that differ only in a field the narrow table has to leave out: their short names
+    # (srn_clip) would read alike, so they keep their start times.
+    source = next(six_srn_runs.glob("srn_clip-*"))
+    twin = tmp_path / "twins" / "srn_clip-20261130-111111-654321"
+    shutil.copytree(source, twin)
+    config = yaml.safe_load((twin / "config.yaml").read_text())
+    config["clip"]["threshold"] = 1.0
+    (twin / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copytree(source, tmp_path / "twins" / source.name)
+    runs = gather_runs([tmp_path / "twins"]).runs
+    wide_enough = format_table(build_table(runs), width=300).splitlines()
+    assert [line.split()[0] for line in wide_enough[1:]] == ["srn_clip", "srn_clip"]  # the threshold tells them apart
+    narrow = format_table(build_table(runs), width=40).splitlines()
+    assert "threshold" not in narrow[0]
+    assert sorted(line.split()[0] for line in narrow[1:3]) == sorted(path.name for path in (source, twin))
+
+
+def test_a_legend_label_lists_at_most_a_few_fields_and_then_names_the_run() -> None:
+    config = {f"section.key{index}": index for index in range(7)}
+    other = {key: value + 1 for key, value in config.items()}
+    labels = run_labels([config, other], list(config), ["first-run", "second-run"])
+    assert labels[0] == "first-run (section.key0=0, section.key1=1, section.key2=2, section.key3=3, ... (3 more))"
+    assert run_labels([config, other], list(config)[:2], ["a", "b"]) == ["section.key0=0, section.key1=1",
+                                                                         "section.key0=1, section.key1=2"]

@@ -165,8 +165,10 @@ def test_a_line_of_runs_marks_the_runs_without_a_value(run_dirs) -> None:
     table = table[table["optimizer.lr"] == "0.01"].reset_index(drop=True)
     figure = sweep_figure(table, [GRID[1]], "final_loss", run_dirs[:3], "sweep")
     line = summary_axes(figure)
-    (missing,) = [artist for artist in line.get_lines() if artist.get_label().startswith("no value")]
-    assert list(missing.get_xdata()) == [2]  # threshold none: final_loss is null there
+    # threshold none: final_loss is null there; said in words at its place, not drawn as a value
+    assert [(text.get_position()[0], text.get_text()) for text in line.texts] == [(2, "n/a\ndiverged")]
+    # one run per threshold: no mean line to draw
+    assert [artist.get_label() for artist in line.get_lines()] == ["runs"]
     low, high = line.get_ylim()
     assert low <= 2.9 and high >= 3.1 and (3.1 - 2.9) / (high - low) < 0.35
     plt.close(figure)
