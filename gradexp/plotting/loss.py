@@ -20,13 +20,15 @@ LOSS_LOG_DECADES = 3
 
 
 def loss_figure(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], metric: Optional[str],
-                title: str = "") -> plt.Figure:
+                title: str = "", reduction: Optional[str] = None) -> plt.Figure:
     """Training loss per step and per epoch (mean); below, the dev/test loss and the dev metric at each evaluation.
 
     The held-out panel is left out when no evaluation has a finite value (a run that diverged before its
     first dev evaluation has only a NaN test row). A loss spanning more than LOSS_LOG_DECADES decades (a run
     on its way to diverging) goes on a log axis. Each panel's legend sits above it, outside the curves; a
-    diverged run gets a dashed line at the first step that was not finite.
+    diverged run gets a dashed line at the first step that was not finite. `reduction` (the config's
+    loss.reduction) says how the training loss is taken over a batch: E1's sum is the batch size times the
+    mean per example that the held-out panel shows, so the axis says which it is.
     """
     held_out_rows = _finite_evaluations(evaluations, metric)
     figure, panels = stacked_panels(2 if len(held_out_rows) else 1, top=0.75, gap=0.85, bottom=0.5, right=0.75,
@@ -42,7 +44,7 @@ def loss_figure(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], metric
     if diverged_at is not None:
         mark_divergence(training, diverged_at)
     training.set_xlabel("step")
-    training.set_ylabel("training loss")
+    training.set_ylabel(f"training loss ({reduction} over the batch)" if reduction else "training loss")
     _log_scale_if_wide(training, [loss])
     legend_above(training, unique_handles([training]))
     if len(panels) == 2:

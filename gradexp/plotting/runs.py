@@ -32,9 +32,9 @@ def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], s
 
 
 def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: Path, metric: Optional[str],
-                title: str = "") -> None:
+                title: str = "", reduction: Optional[str] = None) -> None:
     """loss_figure written to `out` (its suffix picks the format)."""
-    save_figure(loss_figure(frame, evaluations, metric, title), out)
+    save_figure(loss_figure(frame, evaluations, metric, title, reduction), out)
 
 
 def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:
@@ -50,7 +50,8 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
     chosen = select_parameters(parameter_names(frame.columns), parameters, str(run_dir / METRICS))
     plot_grad_norms(frame, run_dir / GRAD_NORMS_PLOT, chosen, plot.steps, plot.log_y, title=run_dir.name,
                     clip=clip_section(record.config))
-    plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name)
+    plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name,
+                reduction=(record.config or {}).get("loss.reduction"))
 
 
 def plot_runs(runs: Sequence[tuple[Path, PlotConfig, Sequence[str]]], processes: int) -> None:

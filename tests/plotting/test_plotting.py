@@ -333,3 +333,13 @@ def test_plot_run_draws_the_clip_threshold_from_config_yaml_and_survives_a_diver
     assert "diverged at step 12" in labels_of(grad_norms.axes[1])
     assert len(loss.axes) == 1  # the test row is NaN: no held-out panel
     plt.close("all")
+
+
+@pytest.mark.parametrize("reduction, label", [("sum", "training loss (sum over the batch)"),
+                                              ("mean", "training loss (mean over the batch)"),
+                                              (None, "training loss")])
+def test_the_training_loss_axis_says_how_a_batch_is_reduced(reduction, label) -> None:
+    frame = pd.DataFrame({"step": [1, 2], "epoch": [1, 1], "loss": [40.0, 30.0], "grad_norm/W": [1.0, 1.0]})
+    figure = loss_figure(frame, None, None, reduction=reduction)
+    assert figure.axes[0].get_ylabel() == label
+    plt.close(figure)
