@@ -71,7 +71,7 @@ def parse_axis(text: str, source: str) -> GridAxis:
     """`section.key=v1,v2,...` -> GridAxis; the key and every value are checked as `--set` checks them."""
     key, separator, listed = text.partition("=")
     texts = tuple(part.strip() for part in listed.split(","))
-    if not separator or not listed.strip() or not all(texts):
+    if not separator or not listed.strip() or not all(texts) or key.strip().count(".") != 1:
         raise ConfigError(source, f"--grid {text}", "expected section.key=v1,v2,... with no empty value")
     try:
         parsed = [parse_override(f"{key.strip()}={value_text}", source) for value_text in texts]

@@ -38,7 +38,7 @@ def test_grid_values_are_read_as_set_reads_them() -> None:
 @pytest.mark.parametrize("text,complaint", [
     ("optimizer.lr", "expected section.key=v1,v2"),
     ("optimizer.lr=0.1,,0.2", "no empty value"),
-    ("lr=0.1,0.2", "section.key=value"),
+    ("lr=0.1,0.2", "expected section.key=v1,v2"),
     ("optimizer.lr=0.1,0.1", "listed twice"),
 ])
 def test_malformed_grid_options_are_config_errors(text: str, complaint: str) -> None:
