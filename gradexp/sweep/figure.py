@@ -106,6 +106,8 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
         positions = {text: index for index, text in enumerate(axis.texts)}
         x = table[axis.key].map(positions)
         axes.set_xticks(range(len(axis.texts)), axis.texts)
+        # Every value of the axis in view, those whose runs have no value too (their place says why).
+        axes.set_xlim(-0.5, len(axis.texts) - 0.5)
         axes.set_xlabel(axis.key)
     axes.plot(x, values, "o", color="C0", alpha=0.6, label="runs")
     finite = np.isfinite(values)

@@ -167,6 +167,7 @@ def test_a_line_of_runs_marks_the_runs_without_a_value(run_dirs) -> None:
     line = summary_axes(figure)
     # threshold none: final_loss is null there; said in words at its place, not drawn as a value
     assert [(text.get_position()[0], text.get_text()) for text in line.texts] == [(2, "n/a\ndiverged")]
+    assert line.get_xlim() == (-0.5, 2.5)  # its place on the axis is in view
     # one run per threshold: no mean line to draw
     assert [artist.get_label() for artist in line.get_lines()] == ["runs"]
     low, high = line.get_ylim()
