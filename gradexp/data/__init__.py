@@ -1,4 +1,8 @@
-"""Datasets, looked up by name. Adding one: a module with a `@DATASETS.register` builder, and its import below."""
+"""Datasets, looked up by name. Adding one: a module with a `@DATASETS.register` builder, and its import below.
+
+A builder that needs scikit-learn imports it in its body: it takes seconds to load, and only the runs whose
+data come from it (regression, digits, classification) should pay for it.
+"""
 
 from gradexp.registry import Registry
 

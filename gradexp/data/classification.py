@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from sklearn.datasets import make_classification
 
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
@@ -32,6 +31,8 @@ def classification(
     test_fraction: OpenFraction = 0.2,
 ) -> Dataset:
     """`make_classification` with two clusters per class; the rest of its features are redundant or noise."""
+    from sklearn.datasets import make_classification
+
     if n_informative > n_features:
         raise ConfigError("", "data.n_informative", f"expected at most n_features ({n_features}), got {n_informative}")
     if 2 * n_classes > 2 ** n_informative:

@@ -6,7 +6,6 @@ and fixed by `split_seed` (default: 70% train, 10% dev, 20% test, i.e. 1,257 / 1
 
 from __future__ import annotations
 
-from sklearn.datasets import load_digits
 
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec
@@ -24,6 +23,8 @@ def digits(
     split_seed: NonNegativeInt = 0,
 ) -> Dataset:
     """Pixels x / scale (the default 16 maps them to [0, 1]); the split ignores the run's seed."""
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     train, dev, test = stratified_split(bunch.data / scale, bunch.target, dev_fraction=dev_fraction,
                                         test_fraction=test_fraction, seed=split_seed)

@@ -9,7 +9,6 @@ the run's seed: every run trains on the article's data.
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import make_regression
 
 from gradexp.data import DATASETS
 from gradexp.data.base import Dataset, DataSpec, Split
@@ -28,6 +27,8 @@ def regression(
     train_size: PositiveInt = 500,
 ) -> Dataset:
     """Rows [0, train_size) train; the rest are both dev and test (targets shaped (n, 1))."""
+    from sklearn.datasets import make_regression
+
     if train_size >= n_samples:
         raise ConfigError("", "data.train_size", f"expected fewer than n_samples ({n_samples}) rows, got {train_size}")
     inputs, targets = make_regression(n_samples=n_samples, n_features=n_features, noise=noise,

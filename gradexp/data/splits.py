@@ -6,7 +6,6 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from gradexp.data.base import Split
 from gradexp.errors import ConfigError
@@ -23,6 +22,8 @@ def stratified_split(inputs: np.ndarray, labels: np.ndarray, *, dev_fraction: fl
     The same `seed` always gives the same rows (scikit-learn's `train_test_split` with `stratify`), so
     runs that vary only the training seed are scored on the same test set.
     """
+    from sklearn.model_selection import train_test_split
+
     if dev_fraction + test_fraction >= 1:
         raise ConfigError("", "data.dev_fraction", f"dev_fraction + test_fraction must leave rows to train on, "
                                                    f"got {dev_fraction} + {test_fraction}")

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from gradexp.cli import main
+from tests.conftest import CONFIGS
 
 
 def invoke(*args: str):
@@ -133,8 +134,6 @@ def test_run_prints_no_progress_bar_label_where_stderr_is_not_a_terminal(write_c
 
 
 def test_run_with_a_threshold_of_none_trains_without_clipping(tmp_path: Path) -> None:
-    from tests.conftest import CONFIGS
-
     result = invoke("run", CONFIGS / "srn_clip.yaml", "--set", "clip.threshold=none", "--set", "train.epochs=1",
                     "--out", tmp_path)
     assert result.exit_code == 0, result.output
@@ -172,3 +171,15 @@ def test_sweep_refuses_a_metric_column_its_runs_will_not_have_before_training(wr
                                        "--metric", metric, "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and message in result.output and len(result.output.splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("config, loads_sklearn", [("srn_explode.yaml", False), ("mlp_regression_explode.yaml", True)])
+def test_building_a_run_imports_scikit_learn_only_when_its_data_come_from_it(tmp_path: Path, config: str,
+                                                                            loads_sklearn: bool) -> None:
+    code = ("import sys; from gradexp.cli import main\n"
+            f"sys.argv = ['gradexp', 'validate', {str(CONFIGS / config)!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('sklearn' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == str(loads_sklearn)
