@@ -158,7 +158,8 @@ def test_commands_that_do_not_train_import_neither_torch_nor_scikit_learn(argume
 def test_run_without_a_config_is_one_line_and_exit_2() -> None:
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code == 2
-    assert result.output == "error: CONFIG: give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)\n"
+    assert result.output == ("error: CONFIG: give a CONFIG to start a run, or --resume RUN_DIR to continue one "
+                             "(not both)\n")
 
 
 @pytest.mark.parametrize("metric, message", [
