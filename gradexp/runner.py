@@ -18,13 +18,12 @@ share of a 1 ms step: hence a clock, not a step count.
 
 from __future__ import annotations
 
-import csv
 import math
 import platform
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
@@ -35,7 +34,7 @@ import gradexp
 from gradexp.config.loading import config_from_dict
 from gradexp.config.schema import ExperimentConfig, PlotConfig
 from gradexp.data.base import Split
-from gradexp.errors import DataError, OutputError
+from gradexp.errors import OutputError
 from gradexp.evaluation import evaluate
 from gradexp.clipping.base import ClipOutcome
 from gradexp.experiment import Experiment, build_experiment

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional
 
 from gradexp.config.loading import config_from_dict
 from gradexp.data.base import DataSpec

@@ -220,8 +220,8 @@ def assert_one_diverged_one_completed(out: Path, backend_arguments: list[str]) -
     assert list(table["status"]) == ["diverged", "completed"]
     assert table["diverged_at_step"].iloc[0] > 0 and pd.isna(table["test/mse"].iloc[0])
     assert table["test/mse"].iloc[1] > 0
-    for run in table["run"]:
-        folder = next(out.glob(f"sweep-*/{run}"))
+    for run_name in table["run"]:
+        folder = next(out.glob(f"sweep-*/{run_name}"))
         assert {path.name for path in folder.iterdir()} - {"best.pt"} == FINISHED_RUN_FILES, folder
     # The progress lines count finished runs, whichever finishes first.
     counters = re.findall(r"^\[(\d)/2\] finished: ", result.output, flags=re.MULTILINE)
