@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 import gradexp
+from gradexp.clipping.base import ClipOutcome
 from gradexp.config.loading import config_from_dict
 from gradexp.config.schema import ExperimentConfig, PlotConfig
 from gradexp.data.base import Split
 from gradexp.errors import OutputError
 from gradexp.evaluation import evaluate
-from gradexp.clipping.base import ClipOutcome
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting.runs import plot_run

@@ -11,7 +11,8 @@ from typing import Optional
 
 from gradexp.compare.figure import comparison_figure
 from gradexp.compare.runs import Gathered, gather_runs
-from gradexp.compare.table import COMPACT, DEFAULT_WIDTH, WIDE, ComparisonTable, build_table, format_table, table_csv
+from gradexp.compare.printing import COMPACT, DEFAULT_WIDTH, WIDE, format_table
+from gradexp.compare.table import ComparisonTable, build_table, table_csv
 from gradexp.errors import OutputError
 from gradexp.plotting.output import save_figure
 from gradexp.recording.files import create_run_folder, write_bytes

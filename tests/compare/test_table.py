@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 from gradexp.cli import main
 from gradexp.compare import WIDE, build_table, format_table, gather_runs
+from gradexp.compare.printing import KEEP_ORDER, compact_columns, compact_headers, compact_value, fit_to_width
 from gradexp.compare.runs import short_names
-from gradexp.compare.table import (KEEP_ORDER, compact_columns, compact_headers, compact_value, fit_to_width, run_labels,
-                                   table_csv)
+from gradexp.compare.table import run_labels, table_csv
 from gradexp.config.loading import load_config
 from gradexp.errors import OptionError
 from gradexp.runner import run
