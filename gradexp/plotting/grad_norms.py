@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 
 from gradexp.plotting.layout import FIGURE_WIDTH, legend_rows, stacked_panels, unique_handles
 from gradexp.plotting.norms import (AFTER_CLIPPING, AFTER_CLIPPING_LABEL, clipping_acted, divergence_step,
-                                    draw_norm_curves, mark_divergence, short_parameter_name)
+                                    draw_norm_curves, mark_divergence, short_parameter_name, smoothing_window)
 from gradexp.plotting.scales import set_log_scale
 from gradexp.plotting.thresholds import ClipMark, clip_mark, draw_clip_threshold
 from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED_PREFIX, GRAD_PREFIX, STEP, TOTAL
@@ -58,8 +58,10 @@ def grad_norms_figure(frame: pd.DataFrame, parameters: Sequence[str], steps: Opt
         limits = set_log_scale(axes, _drawn_values(view, shown, after_clipping, mark)) if log_axis else None
         extent = f"first {steps} steps" if len(view) < len(frame) else f"whole run ({len(frame)} steps)"
         scale = "log scale" if log_axis else "linear scale"
+        window = smoothing_window(len(view))
+        smoothed = f"lines: median of every {window} steps" if window > 1 else ""
         # y given: matplotlib then does not measure every tick label to place the title (a third of the drawing)
-        axes.set_title(", ".join(part for part in (extent, scale, limits.note() if limits else "") if part),
+        axes.set_title(", ".join(part for part in (extent, scale, smoothed, limits.note() if limits else "") if part),
                        fontsize="small", y=1.0)
     # One entry for the dashes, not one per parameter: colour names the parameter, dashes the clipping.
     handles = unique_handles(panels)

@@ -56,14 +56,34 @@ def draw_norm_curve(axes: Axes, frame: pd.DataFrame, column: str, **style: Any) 
 
 def draw_norm_curves(axes: Axes, frame: pd.DataFrame, parameters: Sequence[str], after_clipping: bool) -> None:
     """Each parameter's gradient L2 norm per step before clipping (solid, labelled by its short name: "W"),
-    and with `after_clipping` after it (dashed, same colour: "W after clipping")."""
+    and with `after_clipping` after it (dashed, same colour: "W after clipping").
+
+    A run longer than LONG_RUN_STEPS has more steps than the panel has points across: its step-to-step
+    swings would fill the panel with ink, each curve hiding the ones below. There every step is drawn
+    faint, and over it the median of each window of smoothing_window(steps) steps, the labelled curve.
+    """
+    window = smoothing_window(len(frame))
     for index, name in enumerate(parameters):
         label = short_parameter_name(name, parameters)
-        colour = parameter_colour(index)
-        draw_norm_curve(axes, frame, GRAD_PREFIX + name, color=colour, linestyle="-", linewidth=1.1, label=label)
-        if after_clipping and CLIPPED_PREFIX + name in frame.columns:
-            draw_norm_curve(axes, frame, CLIPPED_PREFIX + name, color=colour, linestyle="--", linewidth=1.1,
-                            alpha=0.8, label=label + AFTER_CLIPPING)
+        styles = [("-", label, None)] + [("--", label + AFTER_CLIPPING, 0.8)] * (
+            after_clipping and CLIPPED_PREFIX + name in frame.columns)
+        for (linestyle, curve_label, alpha), prefix in zip(styles, (GRAD_PREFIX, CLIPPED_PREFIX)):
+            style = {"color": parameter_colour(index), "linestyle": linestyle}
+            if window == 1:
+                draw_norm_curve(axes, frame, prefix + name, linewidth=1.1, alpha=alpha, label=curve_label, **style)
+                continue
+            draw_norm_curve(axes, frame, prefix + name, linewidth=0.3, alpha=0.12, **style)
+            median = finite_values(frame, prefix + name).rolling(window, center=True, min_periods=1).median()
+            axes.plot(frame[STEP], median, linewidth=1.3, alpha=alpha, label=curve_label, **style)
+
+
+# Runs longer than this many steps get their norm curves smoothed (draw_norm_curves); E1's 250 steps do not.
+LONG_RUN_STEPS = 1000
+
+
+def smoothing_window(steps: int) -> int:
+    """1 (every step drawn as it is) up to LONG_RUN_STEPS steps, else a window of a hundredth of the run."""
+    return 1 if steps <= LONG_RUN_STEPS else steps // 100
 
 
 def clipping_acted(frame: pd.DataFrame) -> bool:

@@ -343,3 +343,19 @@ def test_the_training_loss_axis_says_how_a_batch_is_reduced(reduction, label) ->
     figure = loss_figure(frame, None, None, reduction=reduction)
     assert figure.axes[0].get_ylabel() == label
     plt.close(figure)
+
+
+def test_a_long_run_is_drawn_faint_step_by_step_under_a_running_median() -> None:
+    frame = norms_frame(steps=5000)
+    frame["grad_norm/rnn_model.W"] *= np.where(frame["step"] % 2 == 0, 1e6, 1e-6)  # swings of 12 decades
+    figure = grad_norms_figure(frame, PARAMETERS, steps=40)
+    top, whole = figure.axes[:2]
+    assert [line.get_label() for line in top.get_lines()][:3] == ["W", "U", "b"]  # 40 steps: as they are
+    lines = [line for line in whole.get_lines() if line.get_label() == "W"]
+    (median,) = lines
+    expected = frame["grad_norm/rnn_model.W"].rolling(50, center=True, min_periods=1).median()
+    np.testing.assert_allclose(median.get_ydata(), expected)
+    faint = [line for line in whole.get_lines() if line.get_label().startswith("_") and line.get_alpha() == 0.12]
+    assert len(faint) == 3  # every step of W, U and b, unlabelled
+    assert "median of every 50 steps" in whole.get_title()
+    plt.close(figure)
