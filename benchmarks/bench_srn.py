@@ -1,22 +1,30 @@
-"""How fast gradexp trains E1 next to the article's hand-written loop, and how a run scales (issue 6).
+"""How fast gradexp trains E1 next to hand-written loops, how a run scales, and what its commands cost (issues 6, 16).
 
 Run: python benchmarks/bench_srn.py [--quick]        (or: make bench)
 
-1. Side by side in one process, interleaved round by round (a, b, c, ... a, b, c, ...), medians of
-   the rounds: (a) the article's loop (benchmarks/article_loop.py), (b) gradexp's runner on
+1. Side by side in one process, interleaved round by round (a, b, c, p, ... a, b, c, p, ...), medians
+   of the rounds: (a) the article's loop (benchmarks/article_loop.py), (b) gradexp's runner on
    configs/srn_explode.yaml recording every norm, (c) the same with train.record_norms=false;
-   (b) and (c) once per SRN backend (loop, fused). Every side times its training loop only (the
-   steps, dev evaluations and checkpoints); building the data and plotting are left out of all.
-   Targets: b/c >= 0.95 and b >= 1.5 a.
+   (b) and (c) once per SRN backend (bptt, loop, fused); (p) a plain hand-written loop
+   (benchmarks/plain_loop.py) with torch's default thread count, and (p1) the same on one thread.
+   a, b and c are first compared by their training loops (the steps, dev evaluations and checkpoints,
+   building the data and plotting left out of all): targets b/c >= 0.95 and b >= 1.5 a. Then by the
+   whole run, what the user waits for: gradexp by its summary's `seconds` (resume points, evaluations,
+   checkpoints, the test evaluation and the plots), the plain loop from its first step to its test
+   evaluation: target b >= 1.5 p. Where gradexp's run time goes is printed beside it.
 2. Scaling: gradexp's step time and peak memory against the sequence length and the hidden size,
    each point in a fresh process so its peak memory is its own.
 3. Sweeps: a 64-point grid of learning rate x clip threshold trained by `--vectorize` against the
-   same runs one at a time (benchmarks/bench_sweep.py). Target: 5x the throughput.
+   same runs one at a time (benchmarks/bench_sweep.py). Targets: 5x the throughput (issue 6), 2x by
+   the wall clock with drawing included (issue 16).
+4. Commands: the wall time of gradexp's commands, each a fresh process, against `python -c "import
+   torch"` (benchmarks/bench_overhead.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -24,16 +32,21 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-
 from article_loop import train_like_the_article
+from plain_loop import DEFAULT_THREADS, train_plainly
+
+import gradexp.runner
 from gradexp.config.loading import load_config
+from gradexp.recording.files import CsvLog
+from gradexp.recording.steps import StepRecorder
 from gradexp.runner import SilentReporter, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,18 +83,77 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 
 @dataclass(frozen=True)
 class Timing:
-    """One timed training loop: its steps, wall-clock and CPU seconds, and the gradient norms it recorded."""
+    """One timed training loop: its steps, wall-clock and CPU seconds, and the gradient norms it recorded.
+
+    `run_seconds`: the whole run the user waits for (gradexp: summary.json's seconds; the plain loop: up to
+    its test evaluation; the article's loop: its loop). `phases`: where gradexp's run_seconds went.
+    """
 
     steps: int
     wall_seconds: float
     cpu_seconds: float
     norms: pd.DataFrame
+    run_seconds: float
+    phases: dict[str, float]
 
 
 def time_article_loop(overrides: list[str], device: torch.device) -> Timing:
     timing = train_like_the_article(load_config(CONFIG, overrides), device)
     norms = pd.DataFrame({f"grad_norm/{name}": values for name, values in timing.grad_norms.items()})
-    return Timing(timing.steps, timing.seconds, timing.cpu_seconds, norms)
+    return Timing(timing.steps, timing.seconds, timing.cpu_seconds, norms, timing.seconds, {})
+
+
+def time_plain_loop(overrides: list[str], device: torch.device, threads: int) -> Timing:
+    timing = train_plainly(load_config(CONFIG, overrides), device, threads)
+    norms = pd.DataFrame({f"grad_norm/{name}": values for name, values in timing.grad_norms.items()})
+    return Timing(timing.steps, timing.loop_seconds, timing.cpu_seconds, norms, timing.seconds, {})
+
+
+class PhaseClock:
+    """Seconds spent in chosen functions, each counted once: time in a nested timed call goes to the inner one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self._open: list[str] = []
+        self._mark = 0.0
+
+    def timed(self, phase: str, function: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            now = time.perf_counter()
+            if self._open:
+                self.seconds[self._open[-1]] += now - self._mark
+            self._open.append(phase)
+            self._mark = now
+            try:
+                return function(*args, **kwargs)
+            finally:
+                now = time.perf_counter()
+                self.seconds[self._open.pop()] += now - self._mark
+                self._mark = now
+        return wrapper
+
+
+# What a gradexp run does besides its steps, by the public function that does it (as gradexp.runner calls it).
+RUN_PHASES = {
+    (StepRecorder, "flush"): "flushes (metrics.csv rows, divergence check)",
+    (gradexp.runner, "evaluate"): "evaluations (dev, and test at the end)",
+    (CsvLog, "sync"): "log fsyncs (before each resume point)",
+    (gradexp.runner, "save_checkpoint"): "checkpoints (last.pt, best.pt)",
+    (gradexp.runner, "plot_run"): "plots (grad_norms.pdf, loss.pdf)",
+}
+
+
+@contextmanager
+def phases_timed() -> Iterator[PhaseClock]:
+    clock = PhaseClock()
+    originals = {place: getattr(*place) for place in RUN_PHASES}
+    for (owner, name), phase in RUN_PHASES.items():
+        setattr(owner, name, clock.timed(phase, originals[owner, name]))
+    try:
+        yield clock
+    finally:
+        for (owner, name), function in originals.items():
+            setattr(owner, name, function)
 
 
 class LoopClock(SilentReporter):
@@ -102,14 +174,19 @@ class LoopClock(SilentReporter):
 
 def time_gradexp(overrides: list[str]) -> Timing:
     clock = LoopClock()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, phases_timed() as phases:
         result = run(load_config(CONFIG, overrides), folder, clock)
         metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    return Timing(result.summary.steps, clock.wall_seconds, clock.cpu_seconds, metrics)
+    return Timing(result.summary.steps, clock.wall_seconds, clock.cpu_seconds, metrics, result.summary.seconds,
+                  dict(phases.seconds))
 
 
 def verdict(value: float, target: float) -> str:
     return f"{value:.3g} ({'meets' if value >= target else 'misses'} >= {target})"
+
+
+PLAIN = f"p  plain loop, {DEFAULT_THREADS} thread(s)"
+PLAIN_ONE_THREAD = "p1 plain loop, 1 thread"
 
 
 def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
@@ -120,13 +197,17 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
         variants[f"b  gradexp, {backend}"] = lambda chosen=chosen: time_gradexp(chosen)
         variants[f"c  gradexp, {backend}, recording off"] = \
             lambda chosen=chosen: time_gradexp(chosen + ["train.record_norms=false"])
+    variants[PLAIN] = lambda: time_plain_loop(common, device, DEFAULT_THREADS)
+    if DEFAULT_THREADS != 1:
+        variants[PLAIN_ONE_THREAD] = lambda: time_plain_loop(common, device, 1)
     norms = {name: measure().norms for name, measure in variants.items()}  # warm-up round, not counted
     timings: dict[str, list[Timing]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, measure in variants.items():
             timings[name].append(measure())
     print(f"\n1. E1 explosion run ({epochs} epochs, {timings['a  article loop'][0].steps} steps): steps/s, "
-          f"median of {repeats} interleaved rounds, by the wall clock and per CPU second")
+          f"median of {repeats} interleaved rounds, by the wall clock and per CPU second; the loop only "
+          f"(first step to last dev evaluation)")
     wall = {name: statistics.median(t.steps / t.wall_seconds for t in runs) for name, runs in timings.items()}
     cpu = {name: statistics.median(t.steps / t.cpu_seconds for t in runs) for name, runs in timings.items()}
     print_table(["variant", "wall steps/s", "wall min", "wall max", "CPU steps/s"],
@@ -144,6 +225,43 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
     same = all(np.allclose(norms[f"b  gradexp, {backend}"][column].to_numpy()[:3], reference[column].to_numpy()[:3],
                            rtol=1e-4) for backend in BACKENDS for column in reference.columns)
     print(f"a and b record the same gradient norms over the first 3 steps (rtol 1e-4): {'yes' if same else 'NO'}")
+    same = all(np.allclose(norms[f"b  gradexp, {BACKENDS[0]}"][column].to_numpy()[:3],
+                           norms[PLAIN][column].to_numpy()[:3], rtol=1e-4) for column in norms[PLAIN].columns)
+    print(f"p and b ({BACKENDS[0]}) record the same W, U, b norms over the first 3 steps (rtol 1e-4): "
+          f"{'yes' if same else 'NO'}")
+    whole_runs(timings)
+
+
+def whole_runs(timings: dict[str, list[Timing]]) -> None:
+    """The whole run against the plain loop, and where gradexp's run time goes."""
+    backend = BACKENDS[0]
+    b = f"b  gradexp, {backend}"
+    run_seconds = {name: statistics.median(t.run_seconds for t in runs) for name, runs in timings.items()}
+    loop_seconds = {name: statistics.median(t.wall_seconds for t in runs) for name, runs in timings.items()}
+    print("\n1b. The whole run, what the user waits for (medians, ms): gradexp by summary.json's seconds, the plain "
+          "loop up to its test evaluation, the article's loop by its loop")
+    print_table(["variant", "whole run ms", "loop ms"],
+                [[name, 1000 * run_seconds[name], 1000 * loop_seconds[name]] for name in timings])
+    phases = {phase: statistics.median(t.phases.get(phase, 0.0) for t in timings[b]) for phase in RUN_PHASES.values()}
+    steps_part = run_seconds[b] - sum(phases.values())
+    steps = timings[b][0].steps
+    print(f"\nWhere gradexp's run goes ({backend} backend, median of each part over the rounds):")
+    print_table(["part", "ms", "share"],
+                [["steps (the rest: forward, backward, norms, clip, update, record)", 1000 * steps_part,
+                  f"{steps_part / run_seconds[b]:.0%}"]]
+                + [[phase, 1000 * seconds, f"{seconds / run_seconds[b]:.0%}"] for phase, seconds in phases.items()]
+                + [["summary seconds", 1000 * run_seconds[b], "100%"]])
+    print(f"per step: gradexp's steps part {1000 * steps_part / steps:.3g} ms, plain loop "
+          + ", ".join(f"{1000 * loop_seconds[name] / steps:.3g} ms ({name.split(', ')[1]})"
+                      for name in (PLAIN, PLAIN_ONE_THREAD) if name in timings))
+    plots = phases["plots (grad_norms.pdf, loss.pdf)"]
+    for plain in (PLAIN, PLAIN_ONE_THREAD):
+        if plain not in timings:
+            continue
+        print(f"plain loop ({plain.split(', ')[1]}) / gradexp {backend} (summary seconds): "
+              f"{verdict(run_seconds[plain] / run_seconds[b], 1.5)}; without the plots "
+              f"{run_seconds[plain] / (run_seconds[b] - plots):.3g}; loops only "
+              f"{loop_seconds[plain] / loop_seconds[b]:.3g}")
 
 
 # --- 2. scaling ------------------------------------------------------------------------------------
@@ -209,13 +327,14 @@ def scaling(lengths: Sequence[int], hiddens: Sequence[int], epochs: int, device:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, fewer scaling points")
-    parser.add_argument("--repeats", type=int, help="interleaved rounds of section 1 [5; --quick: 3]")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds, fewer scaling points, shorter sweeps (section 1 keeps E1's 250 steps)")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds of sections 1 and 4 [5; --quick: 3]")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads [1: the E1 matrices are too small to split, and on a shared 2-core "
                              "machine a second thread that waits for a busy core slows each step many times]")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 1,3")
+    parser.add_argument("--sections", default="1,2,3,4", help="which sections to run, e.g. 1,3")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -223,7 +342,8 @@ def main() -> None:
     started = time.perf_counter()
     print(f"machine: {machine_description(device)}")
     if 1 in sections:
-        side_by_side(args.repeats or (3 if args.quick else 5), 10 if args.quick else 50, device)
+        # Always E1's 250 steps: the whole run's fixed costs weigh by the number of steps.
+        side_by_side(args.repeats or (3 if args.quick else 5), 50, device)
     if 2 in sections:
         if args.quick:
             scaling((5, 20, 200), (32, 512), 2, device)
@@ -233,6 +353,11 @@ def main() -> None:
         from bench_sweep import sweep_benchmark
 
         sweep_benchmark(quick=args.quick, device=device, print_table=print_table)
+    if 4 in sections:
+        from bench_overhead import overhead_benchmark
+
+        # The 20-epoch sweep target (vectorized >= 2x one at a time, drawing included) is section 3's.
+        overhead_benchmark(args.repeats or (3 if args.quick else 5), print_table)
     print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
 
 
