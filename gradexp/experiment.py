@@ -43,6 +43,12 @@ class Experiment:
     def parameters(self) -> list[nn.Parameter]:
         return [parameter for _, parameter in self.model.named_parameters()]
 
+    @property
+    def plot_parameters(self) -> list[str]:
+        """The parameters the run's figures show and its summary lists: plot.params, else the model's choice
+        (W, U, b for the SRN; every model declares one, see models.base.Model)."""
+        return list(self.config.plot.params or self.model.default_plot_parameters)
+
 
 def resolve_device(name: str, source: str) -> torch.device:
     if name == "auto":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import platform
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -219,11 +218,7 @@ class Training:
         model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
         parameters = self.experiment.parameters
         measure = gradient_norms if self.config.train.record_norms else self._unrecorded_norms(len(parameters))
-        for parameter in parameters:
-            parameter.grad = torch.zeros_like(parameter)
-        # Zeroed in place every step, these very tensors stay the gradients, so the list stays valid.
-        grads = [parameter.grad for parameter in parameters]
-        model.train()
+        grads = self.gradients()
         with self.stop_requests, torch_threads(self.config.train.threads):
             self.begin()
             while True:
@@ -240,6 +235,14 @@ class Training:
                         return self.finish()
                 if not self.end_epoch():
                     return self.finish()
+
+    def gradients(self) -> list[torch.Tensor]:
+        """Every parameter's gradient, made once here (zeros) and put in training mode: a driver zeroes these
+        very tensors in place each step, so they stay the gradients and the list stays valid."""
+        for parameter in self.experiment.parameters:
+            parameter.grad = torch.zeros_like(parameter)
+        self.experiment.model.train()
+        return [parameter.grad for parameter in self.experiment.parameters]
 
     def begin(self) -> None:
         """Before the first step (of this session, for a resumed run): the clock, the reporter, and a resume
@@ -270,7 +273,7 @@ class Training:
         self.batches_done += 1
         self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped)
         self.reporter.step_done(self.step)
-        return self._end_step(self.stop_requests.received)
+        return self._end_step()
 
     def end_epoch(self) -> bool:
         """After an epoch's last batch: the schedule hears of it; False when it was the last epoch."""
@@ -352,7 +355,8 @@ class Training:
                                                    "dev": dev, "config": self.config.to_dict()})
         self.best_saved = True
 
-    def _end_step(self, stop: Optional[signal.Signals]) -> bool:
+    def _end_step(self) -> bool:
+        stop = self.stop_requests.received
         train_config = self.config.train
         due_for_eval = self.step % train_config.eval_every == 0 or self.step == self.total_steps
         if not (stop or due_for_eval or self.recorder.pending >= train_config.flush_every):
@@ -451,7 +455,7 @@ class Training:
 
     def plot_arguments(self) -> tuple[Path, PlotConfig, list[str]]:
         """plot_run's arguments for this run."""
-        return self.run_dir, self.config.plot, self._plot_parameters()
+        return self.run_dir, self.config.plot, self.experiment.plot_parameters
 
     def write_summary(self, status: str, test: Optional[dict[str, Any]]) -> RunSummary:
         """summary.json, written once the plots are: the last file of a finished run folder.
@@ -477,7 +481,7 @@ class Training:
             "test_model": self._test_model(),
             **self.recorder.statistics(),
             "parameters": self.experiment.parameter_names,
-            "plot_parameters": self._plot_parameters(),
+            "plot_parameters": self.experiment.plot_parameters,
             "clip": self.config.to_dict()["clip"],
             **environment(self.experiment.device),
         }
@@ -491,9 +495,3 @@ class Training:
                 raise OutputError(str(self.run_dir / RESUME_POINT), f"cannot be removed ({failure.strerror})") from None
         self.reporter.run_finished(summary)
         return summary
-
-    def _plot_parameters(self) -> list[str]:
-        chosen = self.config.plot.params
-        if chosen:
-            return chosen
-        return list(self.experiment.model.default_plot_parameters)  # declared by every model: models.base.Model

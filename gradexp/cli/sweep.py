@@ -125,13 +125,12 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     with lines.counting(total) as finished:
         result = run_sweep(plan, out_dir, built, finished)
     click.echo(f"wrote {result.folder / 'sweep.csv'}\nwrote {result.folder / 'sweep.pdf'}")
-    from gradexp.compare import COMPACT, DEFAULT_WIDTH, build_table, format_table, gather_runs
+    from gradexp.compare import COMPACT, DEFAULT_WIDTH, format_table
 
-    gathered = gather_runs([result.folder])
-    if gathered.runs:
+    if result.compared is not None:
         # As wide as the terminal, as `gradexp compare` prints it; DEFAULT_WIDTH into a pipe or a file.
         width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
-        click.echo(format_table(build_table(gathered.runs), COMPACT, width))
+        click.echo(format_table(result.compared, COMPACT, width))
 
 
 def chosen_backend(context: click.Context, backend: str, vectorize: bool) -> str:

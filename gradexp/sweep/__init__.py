@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
+from gradexp.compare.table import ComparisonTable, build_table
 from gradexp.config.loading import read_raw_config
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import ConfigError, OptionError
@@ -26,7 +27,8 @@ from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
 from gradexp.sweep.outcomes import FAILED, PointOutcome
-from gradexp.sweep.table import METRIC_PREFIXES, check_metric, metric_column, sweep_table, write_sweep_csv
+from gradexp.sweep.table import (METRIC_PREFIXES, check_metric, metric_column, readable_run, sweep_table,
+                                 write_sweep_csv)
 
 __all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
            "GridAxis"]
@@ -59,7 +61,10 @@ class SweepPlan:
 class SweepResult:
     folder: Path
     outcomes: list[PointOutcome]
+    # sweep.csv
     table: pd.DataFrame
+    # The comparison of the runs that have a readable run folder; None when none has.
+    compared: Optional[ComparisonTable]
 
 
 def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence[str], seeds: int,
@@ -96,7 +101,7 @@ def check_metric_column(metric: str, config: ExperimentConfig) -> None:
     the task's metric, max_grad_norm/ and median_grad_norm/ the plotted parameters and the total. Builds one
     point's experiment to know them, before any point trains."""
     experiment = build_experiment(config)
-    parameters = [*(config.plot.params or experiment.model.default_plot_parameters), TOTAL]
+    parameters = [*experiment.plot_parameters, TOTAL]
     names = {"test/": ["loss", experiment.metric.name], "best_dev/": ["loss", experiment.metric.name],
              "max_grad_norm/": parameters, "median_grad_norm/": parameters}
     prefix = next(prefix for prefix in names if metric.startswith(prefix))
@@ -123,8 +128,12 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,
             finished(outcomes[point.index])
     outcomes.update({outcome.point.index: outcome for outcome in backend(plan.runnable, folder, finished)})
     ordered = [outcomes[point.index] for point in plan.points]
-    table = sweep_table(ordered, plan.axes)
+    # Each run folder read once, for sweep.csv, sweep.pdf and the caller's comparison table alike.
+    runs = [readable_run(outcome.run_dir) for outcome in ordered]
+    read = [run for run in runs if run is not None]
+    compared = build_table(read) if read else None
+    table = sweep_table(ordered, plan.axes, runs, compared)
     write_sweep_csv(table, folder / "sweep.csv")
-    write_sweep_pdf(table, plan.axes, metric_column(table, plan.metric), [outcome.run_dir for outcome in ordered],
+    write_sweep_pdf(table, plan.axes, metric_column(table, plan.metric), [run.metrics if run else None for run in runs],
                     folder / "sweep.pdf", title=folder.name)
-    return SweepResult(folder, ordered, table)
+    return SweepResult(folder, ordered, table, compared)

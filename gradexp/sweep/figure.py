@@ -20,12 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullLocator
 
-from gradexp.errors import DataError
 from gradexp.plotting.norms import divergence_step, draw_norm_curve, mark_divergence
 from gradexp.plotting.output import save_figure
 from gradexp.plotting.scales import BOUNDED_METRICS, metric_scale, set_log_scale
-from gradexp.recording.folder import read_metrics
-from gradexp.recording.layout import CLIPPED_PREFIX, GRAD_PREFIX, METRICS, TOTAL
+from gradexp.recording.layout import CLIPPED_PREFIX, GRAD_PREFIX, TOTAL
 from gradexp.sweep.grid import GridAxis
 
 RUN_PANEL_COLUMNS = 8
@@ -127,15 +125,11 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> list[pd.Series]:
-    """One run's total norm before (solid) and after clipping (dashed), and its divergence step; returns the
-    values drawn. A run with no folder, no metrics.csv or no recorded total says "no norms"."""
+def _draw_run(axes: plt.Axes, frame: Optional[pd.DataFrame], title: str) -> list[pd.Series]:
+    """One run's total norm before (solid) and after clipping (dashed), and its divergence step, from its
+    metrics.csv; returns the values drawn. A run with no metrics.csv or no recorded total says "no norms"."""
     # y given: matplotlib then does not measure the tick labels of the axes to place the title
     axes.set_title(title, fontsize=6, pad=2, y=1.0)
-    try:
-        frame = read_metrics(run_dir / METRICS) if run_dir is not None else None
-    except DataError:  # a run that crashed before its first rows
-        frame = None
     if frame is None or GRAD_PREFIX + TOTAL not in frame or not frame[GRAD_PREFIX + TOTAL].notna().any():
         axes.text(0.5, 0.5, "no norms", ha="center", va="center", transform=axes.transAxes, fontsize=6)
         return []
@@ -150,7 +144,7 @@ def _draw_run(axes: plt.Axes, run_dir: Optional[Path], title: str) -> list[pd.Se
 
 
 def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis],
-               run_dirs: Sequence[Optional[Path]], top: float, bottom: float) -> None:
+               metrics: Sequence[Optional[pd.DataFrame]], top: float, bottom: float) -> None:
     """Small multiples on one shared log scale, so the runs' norms compare at a glance; laid out by hand
     (a layout engine measures every tick label of every panel, which for a 64-run sweep takes seconds)."""
     rows = math.ceil(len(table) / RUN_PANEL_COLUMNS)
@@ -170,7 +164,7 @@ def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis
         if with_seeds:
             values.append(f"seed {row['seed']}")
         status = "" if row["status"] == "completed" else f" [{row['status']}]"
-        drawn += _draw_run(axes, run_dirs[index], ", ".join(values) + status)
+        drawn += _draw_run(axes, metrics[index], ", ".join(values) + status)
         axes.tick_params(labelsize=6, length=2, pad=1)
     # One floor for all the panels (they share the y axis), so one run's dips do not squash the others.
     if set_log_scale(panels[0][0], drawn) is not None:
@@ -187,7 +181,7 @@ def metric_label(metric: str) -> str:
     return f"{'dev' if part == 'best_dev' else part.replace('_', ' ')} {name}".strip()
 
 
-def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run_dirs: Sequence[Optional[Path]],
+def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, metrics: Sequence[Optional[pd.DataFrame]],
                  title: str) -> plt.Figure:
     shown = varying_axes(axes)
     # Room for the heatmap's rows: each at least 0.45 inch, two lines of a readable cell label.
@@ -208,10 +202,11 @@ def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run
                            fontsize="medium")
     figure.text(0.5, (runs_inches - 0.1) / height, "total gradient L2 norm per step: before clipping (solid), "
                 "after (dashed)", ha="center", va="top", fontsize="small")
-    _draw_runs(figure, table, shown, run_dirs, top=(runs_inches - 0.45) / height, bottom=0.3 / height)
+    _draw_runs(figure, table, shown, metrics, top=(runs_inches - 0.45) / height, bottom=0.3 / height)
     return figure
 
 
-def write_sweep_pdf(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, run_dirs: Sequence[Optional[Path]],
+def write_sweep_pdf(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str,
+                    metrics: Sequence[Optional[pd.DataFrame]],
                     path: Path, title: str) -> None:
-    save_figure(sweep_figure(table, axes, metric, run_dirs, title), path)
+    save_figure(sweep_figure(table, axes, metric, metrics, title), path)

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from gradexp.compare.table import build_table
+from gradexp.compare.table import ComparisonTable
 from gradexp.errors import DataError, OptionError
 from gradexp.recording.files import write_bytes
 from gradexp.recording.folder import RunFolder, is_run_folder
@@ -72,13 +72,13 @@ def point_columns(outcome: PointOutcome, axes: Sequence[GridAxis]) -> dict[str, 
             "seed": point.seed, "status": outcome.status, "error": outcome.error}
 
 
-def sweep_table(outcomes: Sequence[PointOutcome], axes: Sequence[GridAxis]) -> pd.DataFrame:
+def sweep_table(outcomes: Sequence[PointOutcome], axes: Sequence[GridAxis], runs: Sequence[Optional[RunFolder]],
+                compared: Optional[ComparisonTable]) -> pd.DataFrame:
+    """sweep.csv's rows: each outcome's point columns, and `compared`'s columns for its run (`runs`, aligned with
+    the outcomes: None where a point has no readable run; `compared` is the comparison of those that do)."""
     rows = [point_columns(outcome, axes) for outcome in outcomes]
-    runs = [_readable_run(outcome.run_dir) for outcome in outcomes]
-    read = [run for run in runs if run is not None]
-    if read:
+    if compared is not None:
         repeated = {COMPARE_STATUS, SEED_KEY, *(axis.key for axis in axes)}
-        compared = build_table(read)
         for column in compared.columns:
             if column.key in repeated:
                 continue
@@ -90,7 +90,7 @@ def sweep_table(outcomes: Sequence[PointOutcome], axes: Sequence[GridAxis]) -> p
     return table.astype({column: "Int64" for column in INTEGER_COLUMNS if column in table})
 
 
-def _readable_run(run_dir: Optional[Path]) -> Optional[RunFolder]:
+def readable_run(run_dir: Optional[Path]) -> Optional[RunFolder]:
     """The point's run folder, or None where there is none or its files cannot be read (a run that crashed)."""
     if run_dir is None or not is_run_folder(run_dir):
         return None

@@ -103,27 +103,21 @@ def sweep_table(test_values: list[Optional[float]], statuses: list[str]) -> pd.D
 
 
 @pytest.fixture
-def run_dirs(tmp_path: Path) -> list[Optional[Path]]:
-    """Six runs: healthy, one with 1e-30 dips, a diverged one, no folder, a folder without metrics.csv, and a
-    metrics.csv without a total column."""
-    folders: list[Optional[Path]] = [write_run(tmp_path / "healthy", norms_frame()),
-                                     write_run(tmp_path / "dips", norms_frame(dip_at=(10, 11))),
-                                     write_run(tmp_path / "diverged", norms_frame(steps=12, diverge=True)),
-                                     None, tmp_path / "crashed"]
-    (tmp_path / "crashed").mkdir()
-    folders.append(write_run(tmp_path / "no_total", norms_frame().drop(columns=["grad_norm/total",
-                                                                              "clipped_norm/total"])))
-    return folders
+def run_metrics() -> list[Optional[pd.DataFrame]]:
+    """Six runs' metrics.csv: healthy, one with 1e-30 dips, a diverged one, none (no folder), none (a run that
+    crashed before its first rows), and one without a total column."""
+    return [norms_frame(), norms_frame(dip_at=(10, 11)), norms_frame(steps=12, diverge=True), None, None,
+            norms_frame().drop(columns=["grad_norm/total", "clipped_norm/total"])]
 
 
 def summary_axes(figure: plt.Figure) -> plt.Axes:
     return figure.axes[0]
 
 
-def test_null_cells_say_n_a_and_their_status_and_the_title_states_the_range(run_dirs) -> None:
+def test_null_cells_say_n_a_and_their_status_and_the_title_states_the_range(run_metrics) -> None:
     table = sweep_table([0.04, 0.08, None, 0.06, None, 0.05],
                         ["completed", "completed", "diverged", "completed", "failed", "completed"])
-    figure = sweep_figure(table, GRID, "test/accuracy", run_dirs, "sweep")
+    figure = sweep_figure(table, GRID, "test/accuracy", run_metrics, "sweep")
     heatmap = summary_axes(figure)
     notes = [text.get_text() for text in heatmap.texts]
     assert notes == ["0.04", "0.08", "n/a\ndiverged", "0.06", "n/a\nfailed", "0.05"]
@@ -146,10 +140,10 @@ def test_cell_labels_are_readable_at_print_size() -> None:
     plt.close(figure)
 
 
-def test_run_panels_without_a_folder_metrics_or_total_say_no_norms_and_share_a_floor(run_dirs) -> None:
+def test_run_panels_without_a_folder_metrics_or_total_say_no_norms_and_share_a_floor(run_metrics) -> None:
     table = sweep_table([0.04, 0.08, None, 0.06, None, 0.05],
                         ["completed", "completed", "diverged", "not run", "failed", "completed"])
-    figure = sweep_figure(table, GRID, "test/accuracy", run_dirs, "sweep")
+    figure = sweep_figure(table, GRID, "test/accuracy", run_metrics, "sweep")
     panels = [axes for axes in figure.axes if axes.get_title(loc="center").startswith("lr=")]
     assert len(panels) == 6
     for index in (3, 4, 5):
@@ -159,11 +153,11 @@ def test_run_panels_without_a_folder_metrics_or_total_say_no_norms_and_share_a_f
     plt.close(figure)
 
 
-def test_a_line_of_runs_marks_the_runs_without_a_value(run_dirs) -> None:
+def test_a_line_of_runs_marks_the_runs_without_a_value(run_metrics) -> None:
     table = sweep_table([0.04, None, None, 0.06, 0.07, 0.05], ["completed", "diverged", "diverged", "completed",
                                                               "completed", "completed"])
     table = table[table["optimizer.lr"] == "0.01"].reset_index(drop=True)
-    figure = sweep_figure(table, [GRID[1]], "final_loss", run_dirs[:3], "sweep")
+    figure = sweep_figure(table, [GRID[1]], "final_loss", run_metrics[:3], "sweep")
     line = summary_axes(figure)
     # threshold none: final_loss is null there; said in words at its place, not drawn as a value
     assert [(text.get_position()[0], text.get_text()) for text in line.texts] == [(2, "n/a\ndiverged")]

@@ -133,16 +133,13 @@ class Member:
         self.point = point
         self.training = training
         self.parameters = training.experiment.parameters
-        for parameter in self.parameters:
-            parameter.grad = torch.zeros_like(parameter)
-        self.grads = [parameter.grad for parameter in self.parameters]
+        self.grads = training.gradients()
         self.buffers = [buffer for _, buffer in training.experiment.model.named_buffers()]
         # Plain SGD at a constant rate: updated with the others of its rate in one call (sgd_steps_together).
         # A torch LR scheduler must see the optimizer's own step called, so other schedules step alone.
         self.steps_together = (is_plain_sgd(training.experiment.optimizer)
                                and isinstance(training.experiment.schedule, ConstantRate))
         self.finished = False
-        training.experiment.model.train()
 
     @property
     def experiment(self) -> Experiment:
