@@ -82,9 +82,11 @@ def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optiona
     """
     output = output if output is not None else metrics_csv.parent / REPLOT_NAME
     figure_format(output)
-    frame = read_metrics(metrics_csv)
     folder = metrics_csv.parent
     record = RunFolder.read(folder)
+    # The run's own metrics.csv is read once, with its folder; any other CSV (a copy, a renamed one) apart.
+    own = metrics_csv.name == METRICS and record.metrics is not None
+    frame = record.metrics if own else read_metrics(metrics_csv)
     config = record.config or {}
     wanted = parameters or (record.summary.plot_parameters if record.summary else None) or config.get("plot.params")
     chosen = select_parameters(parameter_names(frame.columns), wanted, str(metrics_csv))
