@@ -38,7 +38,7 @@ from gradexp.errors import OutputError
 from gradexp.evaluation import evaluate
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.plotting.runs import plot_run
+from gradexp.plotting.runs import draw_run
 from gradexp.recording.checkpoints import save_checkpoint
 from gradexp.recording.files import CsvLog, create_run_folder, json_ready, remove_unfinished_writes, write_yaml
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
@@ -152,7 +152,7 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
 class Training:
     """One run of the shared loop; its attributes are the state a step reads and writes.
 
-    A driver trains it through a small public API, which `train` (the runner's own loop) uses:
+    A driver trains it through a small public API, which `run_steps` (the runner's own loop) uses:
 
         begin()                                   once, before the first step
         for batch in epoch_batches(): ...         the current epoch's batches (the rest of it, when resumed)
@@ -161,8 +161,9 @@ class Training:
         end_epoch()                               False after the last epoch
         finish()                                  test evaluation, plots, summary.json
 
-    (a vectorized sweep's batch calls finish's three parts, conclude / plot_arguments / write_summary,
-    itself, to draw many runs' plots at once).
+    (`train` is run_steps then finish. A sweep calls finish's three parts, conclude / plot_arguments /
+    write_summary, itself, to draw runs' plots elsewhere: in worker processes while the next run trains, or
+    many at once).
 
     Given a resume point, it continues from there: the logs are cut back to the point's sizes and
     appended to, and every piece of state is loaded from it.
@@ -202,6 +203,7 @@ class Training:
         self.stop_requests = stop_requests or StopRequests()
         self.stopped_by: Optional[str] = None
         self.seconds_before = 0.0
+        self.concluded_seconds = 0.0
         self.resumed_at_steps: list[int] = []
         self.started = self.resume_point_time = time.perf_counter()
         if resume_point is not None:
@@ -210,9 +212,14 @@ class Training:
             self.resumed_at_steps.append(self.step)
 
     def train(self) -> RunSummary:
-        """The loop itself, as the articles write it; returns the summary once the run has ended.
+        """The loop (run_steps), then finish: returns the summary once the run folder is complete."""
+        self.run_steps()
+        return self.finish()
 
-        It ends after the last step, at the first flush that finds a divergence, at an early stop, or at the
+    def run_steps(self) -> None:
+        """The loop itself, as the articles write it.
+
+        It returns after the last step, at the first flush that finds a divergence, at an early stop, or at the
         end of the step in which SIGINT or SIGTERM arrived.
         """
         model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
@@ -232,9 +239,9 @@ class Training:
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
                     if self.complete_step(loss, before, after, outcome, lr):
-                        return self.finish()
+                        return
                 if not self.end_epoch():
-                    return self.finish()
+                    return
 
     def gradients(self) -> list[torch.Tensor]:
         """Every parameter's gradient, made once here (zeros) and put in training mode: a driver zeroes these
@@ -287,8 +294,7 @@ class Training:
     def finish(self) -> RunSummary:
         """Test evaluation (not for an interrupted run: it will go on), plots and summary.json; the summary."""
         status, test = self.conclude()
-        plot_run(*self.plot_arguments())
-        return self.write_summary(status, test)
+        return self.write_summary(status, test, draw_run(*self.plot_arguments()))
 
     def state_dict(self) -> dict[str, Any]:
         """A resume point: everything the next step depends on, and where each log ends (see gradexp.resume)."""
@@ -446,6 +452,7 @@ class Training:
         self._save_best()
         test = self._evaluate_test() if status != "interrupted" else None
         self.eval_log.close()
+        self.concluded_seconds = self._seconds()
         return status, test
 
     def abandon(self) -> None:
@@ -457,8 +464,9 @@ class Training:
         """plot_run's arguments for this run."""
         return self.run_dir, self.config.plot, self.experiment.plot_parameters
 
-    def write_summary(self, status: str, test: Optional[dict[str, Any]]) -> RunSummary:
-        """summary.json, written once the plots are: the last file of a finished run folder.
+    def write_summary(self, status: str, test: Optional[dict[str, Any]], drawing_seconds: float) -> RunSummary:
+        """summary.json, written once the plots are: the last file of a finished run folder. Its `seconds` are
+        the run's up to conclude, and the `drawing_seconds` its plots took (wherever they were drawn).
 
         A finished run needs no resume point any more, so last.pt goes once summary.json is written.
         """
@@ -474,7 +482,7 @@ class Training:
             "early_stopped": self.early_stopped,
             "steps": self.step,
             "epochs": self.epoch,
-            "seconds": round(self._seconds(), 3),
+            "seconds": round(self.concluded_seconds + drawing_seconds, 3),
             "metric": self.experiment.metric.name,
             "best_dev": self.best_dev,
             "test": test,

@@ -1,5 +1,8 @@
 """The local backend: a sweep's points trained here through the one run path, one at a time or several at once.
 
+One at a time, each finished run's plots are drawn in worker processes (one per core) while the next point
+trains: on a 2-core machine drawing is most of a short run's cost.
+
 With `jobs` > 1 every point trains in its own worker process (spawned, so CUDA works in them), each
 worker with `threads` torch threads, or cores / jobs so the workers do not fight over the cores. A point that
 fails (a config its builders reject, a crash) is recorded as failed and the others go on.
@@ -23,7 +26,9 @@ import torch
 from gradexp.config.schema import ExperimentConfig
 from gradexp.interrupts import StopRequests
 from gradexp.sweep.grid import SweepPoint
-from gradexp.sweep.outcomes import FAILED, INTERRUPTED, NOT_RUN, PointOutcome, failure_text, train_point
+from gradexp.plotting.runs import FigureWorkers
+from gradexp.sweep.outcomes import (FAILED, INTERRUPTED, NOT_RUN, ConcludedPoint, PointOutcome, conclude_point,
+                                    failure_text, finish_point, train_point)
 from gradexp.threads import torch_threads, usable_cores
 
 
@@ -56,18 +61,49 @@ class LocalBackend:
         with StopRequests() as stop:
             if self.jobs == 1:
                 with torch_threads(self.threads or torch.get_num_threads()):
-                    for point, config in points:
-                        if stop.received is not None:
-                            break
-                        record(point, *train_point(config, sweep_dir))
-                        if outcomes[point.index].status == INTERRUPTED:
-                            break
+                    _run_drawing_aside(points, sweep_dir, stop, record)
             else:
                 _run_in_workers(points, sweep_dir, self.jobs, stop, record,
                                 self.threads or max(1, usable_cores() // self.jobs))
         for point, _ in points:
             outcomes.setdefault(point.index, PointOutcome(point, NOT_RUN))
         return [outcomes[point.index] for point, _ in points]
+
+
+def _run_drawing_aside(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sweep_dir: Path,
+                       stop: StopRequests, record: Callable[..., None]) -> None:
+    """One point at a time, each one's plots drawn in FigureWorkers (one per core) while the next trains.
+
+    A point is recorded once its summary.json is written, after its plots: its folder is complete then. At
+    most two drawings per worker wait, so a sweep whose drawing is slower than its training holds few
+    finished runs in memory.
+    """
+    waiting: dict[concurrent.futures.Future, tuple[SweepPoint, ConcludedPoint]] = {}
+
+    def record_drawn(at_most_waiting: int) -> None:
+        while waiting:
+            done, _ = concurrent.futures.wait(waiting, timeout=0 if len(waiting) <= at_most_waiting else None,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                return
+            for future in sorted(done, key=lambda future: waiting[future][0].index):
+                point, trained = waiting.pop(future)
+                record(point, *finish_point(trained, future.result))
+
+    processes = usable_cores()
+    with FigureWorkers(processes) as figures:
+        for point, config in points:
+            if stop.received is not None:
+                break
+            trained = conclude_point(config, sweep_dir)
+            if not isinstance(trained, ConcludedPoint):
+                record(point, *trained)
+                continue
+            waiting[figures.submit(*trained.training.plot_arguments())] = (point, trained)
+            record_drawn(at_most_waiting=2 * processes)
+            if trained.status == INTERRUPTED:
+                break
+        record_drawn(at_most_waiting=0)
 
 
 def _start_worker(threads: int) -> None:

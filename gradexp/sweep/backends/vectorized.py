@@ -226,10 +226,10 @@ class Batch:
     def finish(self, members: list[Member]) -> list[PointOutcome]:
         """Training.finish for points that end together, their plots drawn on every core at once."""
         conclusions = [member.training.conclude() for member in members]
-        plot_runs([member.training.plot_arguments() for member in members], usable_cores())
+        drawing_seconds = plot_runs([member.training.plot_arguments() for member in members], usable_cores())
         outcomes = []
         for member, (status, test) in zip(members, conclusions):
-            member.training.write_summary(status, test)
+            member.training.write_summary(status, test, drawing_seconds)
             member.finished = True
             outcomes.append(PointOutcome(member.point, status, member.training.run_dir))
         return outcomes
