@@ -7,22 +7,25 @@ batches are done, the best dev result so far with its weights and the early-stop
 the byte size of metrics.csv and eval.csv at that moment.
 
 The runner writes one at the first flush of metrics.csv at least `train.resume_point_seconds` after
-the previous one, and at every stop (rows first, then the resume point, each fsynced; the resume
+the previous one (or after the start: a run shorter than that writes none unless it is stopped), and at
+every stop (rows first, then the resume point, each fsynced; the resume
 point to a temporary file renamed over the old one), so the rows on disk always reach the resume
 point's step. A resume cuts both CSV files back to the recorded sizes:
 rows written after the resume point, before a crash, are dropped and then written again, identically.
+A run killed before its first resume point resumes by training again from the start in its folder, from
+its config.yaml; the result is the same.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from gradexp.errors import DataError
-from gradexp.recording.layout import RESUME_POINT, SUMMARY
+from gradexp.recording.layout import CONFIG, METRICS, RESUME_POINT, SUMMARY
 from gradexp.recording.summary import RunSummary
 
 # Bumped whenever the stored keys change, so an old file is refused rather than misread.
@@ -51,8 +54,9 @@ def restore_random_states(states: dict[str, Any]) -> None:
                                                   "pos": numpy_state["state"]["pos"]}})
 
 
-def read_resume_point(run_dir: Path) -> dict[str, Any]:
-    """Load `run_dir`/last.pt, or say in one line why this folder cannot be resumed."""
+def read_resume_point(run_dir: Path) -> Optional[dict[str, Any]]:
+    """Load `run_dir`/last.pt; None for a run folder that stopped before its first resume point (it resumes by
+    training again from the start); or say in one line why this folder cannot be resumed."""
     if not run_dir.is_dir():
         raise DataError(str(run_dir), "no such run folder")
     path = run_dir / RESUME_POINT
@@ -60,6 +64,8 @@ def read_resume_point(run_dir: Path) -> dict[str, Any]:
         status = _finished_status(run_dir)
         if status is not None:
             raise DataError(str(run_dir), f"this run has already {status} (see summary.json); nothing to resume")
+        if (run_dir / CONFIG).is_file() and (run_dir / METRICS).is_file():
+            return None
         raise DataError(str(run_dir), f"holds no {RESUME_POINT}: not a gradexp run folder, or the run stopped "
                                       f"before it started training")
     try:

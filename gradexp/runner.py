@@ -9,7 +9,8 @@ Interrupts and resume: SIGINT/SIGTERM are answered at the end of the current ste
 resume point saved, plots and a summary with `status: interrupted` written), and `resume` continues
 such a run, or a crashed one, from its last resume point (last.pt, see gradexp.resume); on CPU the
 finished metrics.csv is byte-identical to an uninterrupted run's. A resume point is saved at the
-first flush at least `train.resume_point_seconds` (10 s) after the previous one: the logs are
+first flush at least `train.resume_point_seconds` (10 s) after the previous one (or the start; a run
+killed before its first one trains again from the start in its folder when resumed): the logs are
 fsynced, best.pt is written if the best model changed, then one torch.save of the model, the
 optimizer, schedule and clipper states and the best weights goes to a temporary file, fsynced and
 renamed. That costs 5 to 10 ms on a busy 2-core CPU, which once every few steps would be a large
@@ -40,7 +41,9 @@ from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting.runs import draw_run
 from gradexp.recording.checkpoints import save_checkpoint
-from gradexp.recording.files import CsvLog, create_run_folder, json_ready, remove_unfinished_writes, write_yaml
+from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, remove_unfinished_writes, run_name,
+                                     write_yaml)
+from gradexp.recording.folder import read_config
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
                                       MetricsColumns, evaluation_columns)
 from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
@@ -136,17 +139,23 @@ def open_run(experiment: Experiment, out_dir: str | Path, reporter: Reporter | N
 
 
 def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
-    """Continue the interrupted or crashed run in `run_dir` from its last resume point, in the same folder.
+    """Continue the interrupted or crashed run in `run_dir` from its last resume point, in the same folder; a
+    run killed before its first resume point trains again from the start there, from its config.yaml.
 
     The config is the one the run started with (stored in the resume point); a folder that cannot
     be resumed raises DataError before anything in it changes.
     """
     run_dir = Path(run_dir)
     point = read_resume_point(run_dir)
-    config = config_from_dict(point["config"], source=str(run_dir / CONFIG), name=point["name"])
+    source = str(run_dir / CONFIG)
+    if point is None:
+        config = config_from_dict(read_config(run_dir / CONFIG), source=source, name=run_name(run_dir))
+    else:
+        config = config_from_dict(point["config"], source=source, name=point["name"])
     experiment = build_experiment(config)
     remove_unfinished_writes(run_dir)
-    return RunResult(run_dir, Training(experiment, run_dir, reporter or SilentReporter(), point).train())
+    training = Training(experiment, run_dir, reporter or SilentReporter(), point, restarted=point is None)
+    return RunResult(run_dir, training.train())
 
 
 class Training:
@@ -166,12 +175,13 @@ class Training:
     many at once).
 
     Given a resume point, it continues from there: the logs are cut back to the point's sizes and
-    appended to, and every piece of state is loaded from it.
+    appended to, and every piece of state is loaded from it. Without one it starts (or, `restarted`, starts
+    again) with new logs.
     """
 
     def __init__(self, experiment: Experiment, run_dir: Path, reporter: Reporter,
-                 resume_point: Optional[dict[str, Any]] = None, stop_requests: Optional[StopRequests] = None
-                 ) -> None:
+                 resume_point: Optional[dict[str, Any]] = None, stop_requests: Optional[StopRequests] = None,
+                 restarted: bool = False) -> None:
         self.experiment = experiment
         self.config = experiment.config
         self.run_dir = run_dir
@@ -204,7 +214,8 @@ class Training:
         self.stopped_by: Optional[str] = None
         self.seconds_before = 0.0
         self.concluded_seconds = 0.0
-        self.resumed_at_steps: list[int] = []
+        # A run trained again from the start (killed before its first resume point) was resumed at step 0.
+        self.resumed_at_steps: list[int] = [0] if restarted else []
         self.started = self.resume_point_time = time.perf_counter()
         if resume_point is not None:
             self.load_state_dict(resume_point)
@@ -252,12 +263,10 @@ class Training:
         return [parameter.grad for parameter in self.experiment.parameters]
 
     def begin(self) -> None:
-        """Before the first step (of this session, for a resumed run): the clock, the reporter, and a resume
-        point a run killed before its first flush can start again from."""
-        self.started = time.perf_counter()
+        """Before the first step (of this session, for a resumed run): the clocks and the reporter. No resume
+        point yet: a run killed before its first one trains again from the start (runner.resume)."""
+        self.started = self.resume_point_time = time.perf_counter()
         self.reporter.run_started(self.run_dir, self.total_steps - self.step)
-        if self.step == 0:
-            self._save_resume_point()
 
     def epoch_batches(self) -> Iterator[Split]:
         """The current epoch's mini-batches; for a resumed run, those its epoch had left.

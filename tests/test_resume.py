@@ -161,6 +161,34 @@ def test_kill_9_leaves_whole_rows_and_resumes_from_the_last_checkpoint(long_conf
     assert_same_run(run_dir, uninterrupted)
 
 
+@pytest.mark.subprocess
+def test_a_run_killed_before_its_first_resume_point_trains_again_from_the_start(long_config, uninterrupted,
+                                                                                tmp_path) -> None:
+    """No resume point is written before `train.resume_point_seconds` have passed (here an hour), so a kill -9
+    finds none; resume trains again from step 0 in the same folder, with the same result."""
+    config = tmp_path / "long.yaml"
+    config.write_text(long_config.read_text().replace("resume_point_seconds: 0", "resume_point_seconds: 3600"))
+    out = tmp_path / "runs"
+    process = start_and_wait_for_rows(config, out)
+    process.kill()
+    assert finished(process)[0] == -signal.SIGKILL
+    run_dir = only_run(out)
+    assert not (run_dir / RESUME_POINT).exists() and read_resume_point(run_dir) is None
+    code, stdout, stderr = finished(gradexp("run", "--resume", run_dir))
+    assert code == 0, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_at_steps"] == [0] and summary["name"] == "long"
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_a_folder_without_config_or_metrics_is_not_resumed(write_config, tmp_path: Path) -> None:
+    stopped = run(load_config(write_config(train={"epochs": 4})), tmp_path / "runs", SignalAtSteps({12}))
+    (stopped.run_dir / RESUME_POINT).unlink()
+    (stopped.run_dir / "metrics.csv").unlink()
+    with pytest.raises(DataError, match="holds no last.pt: not a gradexp run folder"):
+        resume(stopped.run_dir)
+
+
 # In process: the same guarantees for every kind of state, stopped at exact steps.
 
 class SignalAtSteps(SilentReporter):
@@ -224,11 +252,12 @@ def test_resume_refuses_a_metrics_file_shorter_than_its_checkpoint(write_config,
         resume(stopped.run_dir)
 
 
-@pytest.mark.parametrize("seconds, expected_steps", [(0, [0, 3, 4, 7, 8, 10]), (3600, [0])])
+@pytest.mark.parametrize("seconds, expected_steps", [(0, [3, 4, 7, 8, 10]), (3600, [])])
 def test_resume_points_are_saved_by_the_clock(write_config, tmp_path: Path, monkeypatch, seconds: float,
                                               expected_steps: list[int]) -> None:
     """0 s: one at every flush (steps 3 and 7 by flush_every 3, 4 and 8 by evaluations, 10 at the end); an hour:
-    only the one at the start. Either way best.pt ends as the best evaluation's model."""
+    none (a run killed before its first trains again from the start). Either way best.pt ends as the best
+    evaluation's model."""
     saved: list[int] = []
     save_checkpoint = runner.save_checkpoint
 

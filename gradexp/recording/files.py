@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 from gradexp.errors import DataError, OutputError
+
+
+# What create_run_folder adds to a run's name: "-20261130-131802", and "-2", "-3" ... after it.
+RUN_FOLDER_SUFFIX = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
 
 
 def utc_timestamp() -> str:
@@ -84,6 +89,11 @@ def _write_atomically(path: Path, write: Any, binary: bool = False) -> None:
             raise
     except OSError as failure:
         raise OutputError(str(path), f"cannot be written ({failure.strerror or failure})") from None
+
+
+def run_name(folder: Path) -> str:
+    """The name create_run_folder made `folder` from: its name without the timestamp (and -2, -3 ...)."""
+    return RUN_FOLDER_SUFFIX.sub("", folder.name)
 
 
 def remove_unfinished_writes(folder: Path) -> None:
