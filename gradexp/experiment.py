@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -59,10 +61,36 @@ def resolve_device(name: str, source: str) -> torch.device:
     return torch.device(name)
 
 
-def build_experiment(config: ExperimentConfig) -> Experiment:
-    """Data, model, losses, optimizer and clipper for `config`, seeded from train.seed."""
+class DatasetCache:
+    """The datasets built last in this process, by data section and seed, so that the points of a sweep that
+    share their data build it (generate it, or read its files) once.
+
+    Training never changes a dataset (a run moves its splits to its device and dtype as copies, and data
+    drawn afresh each epoch comes from the run's own generator), so runs can share one. It keeps the
+    `capacity` most recently used: a sweep's points vary their seed fastest, so a capacity of its seed
+    count reuses every dataset while holding few large ones.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._datasets: OrderedDict[str, Dataset] = OrderedDict()
+
+    def dataset(self, config: ExperimentConfig) -> Dataset:
+        key = json.dumps([config.data.name, config.data.params, config.train.seed], sort_keys=True, default=str)
+        if key in self._datasets:
+            self._datasets.move_to_end(key)
+        else:
+            self._datasets[key] = _build_dataset(config)
+            while len(self._datasets) > self.capacity:
+                self._datasets.popitem(last=False)
+        return self._datasets[key]
+
+
+def build_experiment(config: ExperimentConfig, datasets: Optional[DatasetCache] = None) -> Experiment:
+    """Data, model, losses, optimizer and clipper for `config`, seeded from train.seed; the data from `datasets`
+    when given (built there once for the configs that share it)."""
     try:
-        return _build(config)
+        return _build(config, datasets)
     except ConfigError as failure:
         raise failure.with_source(config.source) from None
 
@@ -83,11 +111,11 @@ def _data_key(params: dict[str, Any], failing_path: str) -> str:
     return "data"
 
 
-def _build(config: ExperimentConfig) -> Experiment:
+def _build(config: ExperimentConfig, datasets: Optional[DatasetCache]) -> Experiment:
     train = config.train
     device = resolve_device(train.device, config.source)
     dtype = FLOAT_TYPES[train.dtype]
-    dataset = _build_dataset(config)
+    dataset = datasets.dataset(config) if datasets is not None else _build_dataset(config)
     if train.batch_size > len(dataset.train):
         raise ConfigError(config.source, "train.batch_size",
                           f"expected at most the training set's size {len(dataset.train)}, got {train.batch_size}")

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import GradexpError
-from gradexp.experiment import Experiment, build_experiment
+from gradexp.experiment import DatasetCache, Experiment, build_experiment
 from gradexp.plotting.runs import draw_run
 from gradexp.runner import Training, open_run
 from gradexp.sweep.grid import SweepPoint
@@ -60,13 +60,13 @@ def train_point(config: ExperimentConfig, sweep_dir: Path, experiment: Optional[
     return finish_point(trained, lambda: draw_run(*trained.training.plot_arguments()))
 
 
-def conclude_point(config: ExperimentConfig, sweep_dir: Path, experiment: Optional[Experiment] = None
-                   ) -> ConcludedPoint | tuple[str, Optional[Path], Optional[str]]:
-    """The first part of train_point: open, train and conclude the run; (FAILED, run folder, error) if that
-    raised."""
+def conclude_point(config: ExperimentConfig, sweep_dir: Path, experiment: Optional[Experiment] = None,
+                   datasets: Optional[DatasetCache] = None) -> ConcludedPoint | tuple[str, Optional[Path], Optional[str]]:
+    """The first part of train_point: open, train and conclude the run (its data from `datasets` when given);
+    (FAILED, run folder, error) if that raised."""
     run_dir = None
     try:
-        training = open_run(experiment or build_experiment(config), sweep_dir)
+        training = open_run(experiment or build_experiment(config, datasets), sweep_dir)
         run_dir = training.run_dir
         training.run_steps()
         status, test = training.conclude()

@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from gradexp.config.schema import ExperimentConfig
+from gradexp.experiment import DatasetCache
 from gradexp.interrupts import StopRequests
 from gradexp.sweep.grid import SweepPoint
 from gradexp.plotting.runs import FigureWorkers
@@ -76,8 +77,9 @@ def _run_drawing_aside(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sw
 
     A point is recorded once its summary.json is written, after its plots: its folder is complete then. At
     most two drawings per worker wait, so a sweep whose drawing is slower than its training holds few
-    finished runs in memory.
+    finished runs in memory. Points that share their data (data section and seed) build it once.
     """
+    datasets = DatasetCache(capacity=len({point.seed for point, _ in points}))
     waiting: dict[concurrent.futures.Future, tuple[SweepPoint, ConcludedPoint]] = {}
 
     def record_drawn(at_most_waiting: int) -> None:
@@ -95,7 +97,7 @@ def _run_drawing_aside(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sw
         for point, config in points:
             if stop.received is not None:
                 break
-            trained = conclude_point(config, sweep_dir)
+            trained = conclude_point(config, sweep_dir, datasets=datasets)
             if not isinstance(trained, ConcludedPoint):
                 record(point, *trained)
                 continue

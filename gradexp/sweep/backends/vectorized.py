@@ -44,7 +44,7 @@ from torch.func import functional_call, vmap
 from gradexp.clipping.base import ClipOutcome, GradientClipper, constant
 from gradexp.clipping.fixed import PerTensorNormClip, clip_tensor_norms
 from gradexp.config.schema import ExperimentConfig
-from gradexp.experiment import Experiment, build_experiment
+from gradexp.experiment import DatasetCache, Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.plotting.runs import plot_runs
 from gradexp.recording.steps import gradient_norms
@@ -72,9 +72,11 @@ class VectorizedBackend:
             finished(outcome)
 
         groups: dict[tuple, list[tuple[SweepPoint, Experiment]]] = {}
+        # Every point is built before any trains: the points that share their data share one copy of it.
+        datasets = DatasetCache(capacity=len(points))
         for point, config in points:
             try:
-                experiment = build_experiment(config)
+                experiment = build_experiment(config, datasets)
             except Exception as failure:  # noqa: BLE001  (a point its builders reject fails alone)
                 report(PointOutcome(point, FAILED, error=failure_text(failure)))
                 continue
