@@ -22,6 +22,7 @@ from gradexp.losses import LOSSES
 from gradexp.models import MODELS
 from gradexp.optim import OPTIMIZERS
 from gradexp.schedules import SCHEDULES, LearningRateSchedule
+from gradexp.threads import torch_threads
 
 FLOAT_TYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -88,9 +89,11 @@ class DatasetCache:
 
 def build_experiment(config: ExperimentConfig, datasets: Optional[DatasetCache] = None) -> Experiment:
     """Data, model, losses, optimizer and clipper for `config`, seeded from train.seed; the data from `datasets`
-    when given (built there once for the configs that share it)."""
+    when given (built there once for the configs that share it). Built on train.threads torch threads, as
+    the run trains: generating data computes, and `validate` builds too."""
     try:
-        return _build(config, datasets)
+        with torch_threads(config.train.threads):
+            return _build(config, datasets)
     except ConfigError as failure:
         raise failure.with_source(config.source) from None
 

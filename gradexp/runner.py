@@ -459,7 +459,8 @@ class Training:
             self.step, self.epoch = self.divergence.step, self.divergence.epoch
         status = self._status()
         self._save_best()
-        test = self._evaluate_test() if status != "interrupted" else None
+        with torch_threads(self.config.train.threads):
+            test = self._evaluate_test() if status != "interrupted" else None
         self.eval_log.close()
         self.concluded_seconds = self._seconds()
         return status, test

@@ -3,6 +3,7 @@ to the one built alone."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gradexp.config.loading import load_config
@@ -37,3 +38,19 @@ def test_other_seeds_or_data_get_their_own_and_the_least_recent_goes_first(write
     longer = dataset("data.length=7")  # a third: seed 1's goes
     assert longer.train.inputs.shape != seed0.train.inputs.shape
     assert dataset("train.seed=0") is seed0 and dataset("train.seed=1") is not seed1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_building_computes_on_the_configs_threads(write_config, monkeypatch, threads: int) -> None:
+    """Data generation and initial weights are computed, by `validate` as by `run`: on train.threads, whatever
+    torch's count was (two threads on two busy cores made small operations 30-100x slower)."""
+    seen = []
+    manual_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: seen.append(torch.get_num_threads()) or manual_seed(seed))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3 - threads)
+    try:
+        build_experiment(load_config(write_config(train={"threads": threads})))
+        assert seen == [threads] and torch.get_num_threads() == 3 - threads
+    finally:
+        torch.set_num_threads(previous)
