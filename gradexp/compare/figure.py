@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from gradexp.compare.table import ComparisonTable
+from gradexp.plotting.layout import panel_grid
 from gradexp.plotting.norms import draw_norm_curve, short_parameter_name
 from gradexp.plotting.scales import set_log_scale
 from gradexp.recording.layout import GRAD_PREFIX, TOTAL
@@ -16,6 +16,8 @@ from gradexp.recording.layout import GRAD_PREFIX, TOTAL
 # Ten colours, then the same ten dashed, dotted ...: runs past the tenth stay distinguishable.
 LINE_STYLES = ["-", "--", ":", "-."]
 PANEL_COLUMNS = 2
+FIGURE_WIDTH = 11.0
+PANEL_HEIGHT = 2.4
 # Characters per legend line: about the width of the 11-inch figure at the legend's font size.
 LEGEND_LABEL_WIDTH = 150
 
@@ -34,12 +36,14 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
     that differ between the runs.
     """
     panels = [GRAD_PREFIX + name for name in table.parameters] + ["loss"]
-    rows = math.ceil(len(panels) / PANEL_COLUMNS)
-    figure, grid = plt.subplots(rows, PANEL_COLUMNS, figsize=(11, 3.2 * rows + 0.4 * len(table.runs)),
-                                squeeze=False, layout="constrained")
-    axes_list = list(grid.flat)
-    for axes in axes_list[len(panels):]:
-        figure.delaxes(axes)
+    # A label of many differing fields is wrapped rather than cut off at the figure's edges.
+    labels = [textwrap.fill(label, LEGEND_LABEL_WIDTH, break_long_words=False) for label in table.labels]
+    legend_lines = sum(label.count("\n") + 1 for label in labels)
+    # Laid out by hand (see plotting.layout): above each panel a title of up to two lines, below it the x
+    # label; under the panels the legend, a fifth of an inch per line.
+    figure, axes_list = panel_grid(len(panels), PANEL_COLUMNS, FIGURE_WIDTH, top=0.55, row_gap=0.95,
+                                   bottom=0.55 + 0.2 * legend_lines + 0.15, left=0.75, right=0.25, column_gap=0.8,
+                                   panel_height=PANEL_HEIGHT)
     for axes, column in zip(axes_list, panels):
         drawn = []
         for index, (run, label) in enumerate(zip(table.runs, table.labels)):
@@ -54,10 +58,9 @@ def comparison_figure(table: ComparisonTable) -> plt.Figure:
         axes.set_xlabel("step")
         note = limits.note() if limits else ""
         axes.set_title(_panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium")
-    # A label of many differing fields is wrapped rather than cut off at the figure's edges.
-    handles = [Line2D([], [], label=textwrap.fill(label, LEGEND_LABEL_WIDTH, break_long_words=False),
-                      **run_style(index)) for index, label in enumerate(table.labels)]
-    figure.legend(handles=handles, loc="outside lower center", ncols=1, fontsize="small")
+    handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(labels)]
+    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.1 / figure.get_figheight()), ncols=1,
+                  fontsize="small", frameon=False)
     return figure
 
 

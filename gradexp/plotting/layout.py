@@ -20,13 +20,26 @@ LEGEND_FONT_POINTS = 8.33  # matplotlib's "small" at the default 10-point font
 def stacked_panels(count: int, top: float, gap: float, bottom: float, left: float = 0.8, right: float = 0.25,
                    panel_height: float = PANEL_HEIGHT) -> tuple[plt.Figure, list[Axes]]:
     """A FIGURE_WIDTH-inch figure of `count` panels one above the other; margins and gaps in inches."""
-    height = top + count * panel_height + (count - 1) * gap + bottom
-    figure = plt.figure(figsize=(FIGURE_WIDTH, height))
+    return panel_grid(count, 1, FIGURE_WIDTH, top=top, row_gap=gap, bottom=bottom, left=left, right=right,
+                      panel_height=panel_height)
+
+
+def panel_grid(count: int, columns: int, width: float, top: float, row_gap: float, bottom: float, left: float,
+               right: float, panel_height: float = PANEL_HEIGHT, column_gap: float = 0.0
+               ) -> tuple[plt.Figure, list[Axes]]:
+    """A `width`-inch figure of `count` panels in rows of `columns`, filled row by row; margins and gaps in
+    inches, the height what the rows need."""
+    rows = math.ceil(count / columns)
+    height = top + rows * panel_height + (rows - 1) * row_gap + bottom
+    panel_width = (width - left - right - (columns - 1) * column_gap) / columns
+    figure = plt.figure(figsize=(width, height))
     panels = []
     for index in range(count):
-        panel_bottom = height - top - index * (panel_height + gap) - panel_height
-        panels.append(figure.add_axes((left / FIGURE_WIDTH, panel_bottom / height,
-                                       (FIGURE_WIDTH - left - right) / FIGURE_WIDTH, panel_height / height)))
+        row, column = divmod(index, columns)
+        panel_bottom = height - top - row * (panel_height + row_gap) - panel_height
+        panel_left = left + column * (panel_width + column_gap)
+        panels.append(figure.add_axes((panel_left / width, panel_bottom / height, panel_width / width,
+                                       panel_height / height)))
     return figure, panels
 
 
