@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from gradexp.compare.table import ComparisonTable
@@ -26,7 +26,7 @@ def run_style(index: int) -> dict[str, str]:
     return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[(index // 10) % len(LINE_STYLES)]}
 
 
-def comparison_figure(table: ComparisonTable) -> plt.Figure:
+def comparison_figure(table: ComparisonTable) -> Figure:
     """Pre-clip gradient norms of each shown parameter and of all together, and the training loss, per step.
 
     Every panel holds one line per run that recorded the quantity (non-finite values left as gaps), on a

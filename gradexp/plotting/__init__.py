@@ -9,10 +9,10 @@ here, one job a module:
     norms       parameter selection and short names, colours, draw_norm_curve (the one norm curve of
                 every figure), the divergence step and its marker
     thresholds  what each clip mode's threshold bounds (one table), and its line on a norm panel
-    layout      fixed-size stacked panels, legend rows and handles
+    layout      fixed-size panels laid out by hand, reused once saved; legend rows and handles
     grad_norms  grad_norms.pdf
     loss        loss.pdf
-    runs        a run folder's figures (plot_run, plot_runs) and `gradexp plot` (replot)
+    runs        a run folder's figures (plot_run, plot_runs, FigureWorkers) and `gradexp plot` (replot)
 
 compare/figure.py and sweep/figure.py draw their packages' tables with these parts. The run folder's
 format (file names, columns, reading metrics.csv) is gradexp.recording's; plotting reads run folders and
@@ -21,5 +21,6 @@ imports nothing above it (no runner, compare, sweep or clipping).
 
 import matplotlib
 
-# The one backend choice: every module that imports pyplot is in this package or imports from it first.
+# Figures are made without pyplot (matplotlib.figure.Figure: importing pyplot took a quarter of a second and
+# it keeps every figure open); a pyplot user in the same process (a test, a notebook) gets the file backend.
 matplotlib.use("Agg")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import pandas as pd
 from matplotlib.lines import Line2D
 
@@ -19,7 +19,7 @@ from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED_PREFIX, GRAD_PREFIX
 
 
 def grad_norms_figure(frame: pd.DataFrame, parameters: Sequence[str], steps: Optional[int] = None,
-                      log_y: bool = False, title: str = "", clip: Optional[Mapping[str, Any]] = None) -> plt.Figure:
+                      log_y: bool = False, title: str = "", clip: Optional[Mapping[str, Any]] = None) -> Figure:
     """Gradient L2 norm of each parameter against the step: before clipping (solid, "W") and after it
     (dashed, "W after clipping"), the latter only when clipping acted.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -20,7 +20,7 @@ LOSS_LOG_DECADES = 3
 
 
 def loss_figure(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], metric: Optional[str],
-                title: str = "", reduction: Optional[str] = None) -> plt.Figure:
+                title: str = "", reduction: Optional[str] = None) -> Figure:
     """Training loss per step and per epoch (mean); below, the dev/test loss and the dev metric at each evaluation.
 
     The held-out panel is left out when no evaluation has a finite value (a run that diverged before its

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from gradexp.errors import OutputError
+from gradexp.plotting.layout import release_figure
 from gradexp.recording.files import write_bytes
 
 # File formats save_figure writes, by suffix, and how: no creation dates (PDF, SVG) and a fixed salt for
@@ -32,14 +33,14 @@ def figure_format(path: Path) -> str:
     return options["format"]
 
 
-def save_figure(figure: plt.Figure, path: Path) -> None:
-    """Write `figure` in the format its suffix names, without timestamps (same figure => same bytes), atomically,
-    and close it (also when the suffix is refused)."""
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write `figure` in the format its suffix names, without timestamps (same figure => same bytes), atomically;
+    then hand it back for reuse (plotting.layout.release_figure): the caller is done with it. A figure whose
+    drawing failed (or whose suffix is refused) is never reused. Figures are made without pyplot, so there
+    is nothing to close: the last reference gone, a figure is gone."""
     buffer = io.BytesIO()
-    try:
-        figure_format(path)
-        with matplotlib.rc_context({"svg.hashsalt": SVG_ID_SALT}):
-            figure.savefig(buffer, **FIGURE_FORMATS[path.suffix.lower()])
-    finally:
-        plt.close(figure)
+    figure_format(path)
+    with matplotlib.rc_context({"svg.hashsalt": SVG_ID_SALT}):
+        figure.savefig(buffer, **FIGURE_FORMATS[path.suffix.lower()])
+    release_figure(figure)
     write_bytes(path, buffer.getvalue())

@@ -15,11 +15,14 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from gradexp.plotting.layout import new_figure
 from gradexp.plotting.norms import divergence_step, draw_norm_curve, mark_divergence
 from gradexp.plotting.output import save_figure
 from gradexp.plotting.scales import BOUNDED_METRICS, metric_scale, set_log_scale
@@ -51,7 +54,7 @@ def range_text(values: pd.Series) -> str:
     return f"range {finite.min():.3g}–{finite.max():.3g} over {len(values)} runs{missing}"
 
 
-def _cell_font_size(axes: plt.Axes, rows: int, columns: int, notes: Sequence[Sequence[str]]) -> float:
+def _cell_font_size(axes: Axes, rows: int, columns: int, notes: Sequence[Sequence[str]]) -> float:
     """The largest font (6 to 12 points) at which every note fits its cell, from the cell's size in inches."""
     box = axes.get_position()
     width, height = axes.figure.get_size_inches()
@@ -63,7 +66,7 @@ def _cell_font_size(axes: plt.Axes, rows: int, columns: int, notes: Sequence[Seq
     return float(min(12.0, max(6.0, fitting)))
 
 
-def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: GridAxis, metric: str,
+def _draw_heatmap(axes: Axes, table: pd.DataFrame, rows: GridAxis, columns: GridAxis, metric: str,
                   label: str) -> None:
     values = _metric_values(table, metric)
     grid = np.full((len(rows.texts), len(columns.texts)), np.nan)
@@ -77,7 +80,7 @@ def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: 
             notes[i][j] = "\n".join(["n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}", *statuses])
     scale = metric_scale(values, is_bounded(metric))
     norm = scale.norm()
-    image = axes.imshow(np.ma.masked_invalid(grid), cmap=plt.get_cmap("viridis").with_extremes(bad="0.85"),
+    image = axes.imshow(np.ma.masked_invalid(grid), cmap=matplotlib.colormaps["viridis"].with_extremes(bad="0.85"),
                         norm=norm, aspect="auto")
     axes.figure.colorbar(image, ax=axes, label=label)
     size = _cell_font_size(axes, *grid.shape, notes)  # once the colour bar has taken its share of the width
@@ -95,7 +98,7 @@ def _draw_heatmap(axes: plt.Axes, table: pd.DataFrame, rows: GridAxis, columns: 
     axes.set_ylabel(rows.key)
 
 
-def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], metric: str, label: str) -> None:
+def _draw_line(axes: Axes, table: pd.DataFrame, axis: Optional[GridAxis], metric: str, label: str) -> None:
     values = _metric_values(table, metric)
     if axis is None:  # only seeds vary
         x = pd.to_numeric(table["seed"], errors="coerce")
@@ -125,7 +128,7 @@ def _draw_line(axes: plt.Axes, table: pd.DataFrame, axis: Optional[GridAxis], me
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _draw_run(axes: plt.Axes, frame: Optional[pd.DataFrame], title: str) -> list[pd.Series]:
+def _draw_run(axes: Axes, frame: Optional[pd.DataFrame], title: str) -> list[pd.Series]:
     """One run's total norm before (solid) and after clipping (dashed), and its divergence step, from its
     metrics.csv; returns the values drawn. A run with no metrics.csv or no recorded total says "no norms"."""
     # y given: matplotlib then does not measure the tick labels of the axes to place the title
@@ -143,7 +146,7 @@ def _draw_run(axes: plt.Axes, frame: Optional[pd.DataFrame], title: str) -> list
     return drawn
 
 
-def _draw_runs(figure: plt.Figure, table: pd.DataFrame, shown: Sequence[GridAxis],
+def _draw_runs(figure: Figure, table: pd.DataFrame, shown: Sequence[GridAxis],
                metrics: Sequence[Optional[pd.DataFrame]], top: float, bottom: float) -> None:
     """Small multiples on one shared log scale, so the runs' norms compare at a glance; laid out by hand
     (a layout engine measures every tick label of every panel, which for a 64-run sweep takes seconds)."""
@@ -182,13 +185,13 @@ def metric_label(metric: str) -> str:
 
 
 def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, metrics: Sequence[Optional[pd.DataFrame]],
-                 title: str) -> plt.Figure:
+                 title: str) -> Figure:
     shown = varying_axes(axes)
     # Room for the heatmap's rows: each at least 0.45 inch, two lines of a readable cell label.
     rows = len(shown[0].texts) if len(shown) >= 2 else 0
     summary_inches, runs_inches = max(4.8, 1.5 + 0.45 * rows), 1.3 * math.ceil(len(table) / RUN_PANEL_COLUMNS) + 0.5
     height = summary_inches + runs_inches
-    figure = plt.figure(figsize=(13, height))
+    figure = new_figure(13, height)
     # Heights in inches turned into figure fractions: the summary panel on top, the runs' panels below.
     summary_axes = figure.add_axes((0.1, (runs_inches + 1.0) / height, 0.6, (summary_inches - 1.5) / height))
     label = metric_label(metric)

@@ -306,11 +306,12 @@ def test_the_suffix_picks_the_format_and_the_same_figure_gives_the_same_bytes(tm
     assert b"CreationDate" not in written[0] and b"<dc:date>" not in written[0]
 
 
-def test_an_unknown_suffix_is_an_output_error_and_the_figure_is_closed(tmp_path: Path) -> None:
+def test_an_unknown_suffix_is_an_output_error_and_the_figure_is_not_reused(tmp_path: Path) -> None:
     figure = grad_norms_figure(norms_frame(), PARAMETERS)
     with pytest.raises(OutputError, match=r"unknown figure format '\.jpg'; expected \.pdf, \.png or \.svg"):
         save_figure(figure, tmp_path / "x.jpg")
-    assert figure.number not in plt.get_fignums() and not (tmp_path / "x.jpg").exists()
+    assert not (tmp_path / "x.jpg").exists() and not plt.get_fignums()  # pyplot holds none of our figures
+    assert grad_norms_figure(norms_frame(), PARAMETERS) is not figure
     with pytest.raises(OutputError, match="no suffix"):
         figure_format(tmp_path / "x")
 
