@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gradexp.plotting.norms import short_parameter_name
-from gradexp.recording.layout import TOTAL
+from gradexp.recording.layout import TOTAL, short_parameter_name
 from gradexp.recording.summary import RunSummary
 
 

@@ -35,15 +35,14 @@ from gradexp.clipping.base import ClipOutcome
 from gradexp.config.loading import config_from_dict
 from gradexp.config.schema import ExperimentConfig, PlotConfig
 from gradexp.data.base import Split
+from gradexp.drawing import FigureWorkers, draw_run
 from gradexp.errors import OutputError
 from gradexp.evaluation import evaluate
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.plotting.runs import draw_run
 from gradexp.recording.checkpoints import save_checkpoint
-from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, remove_unfinished_writes, run_name,
-                                     write_yaml)
-from gradexp.recording.folder import read_config
+from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read_mapping, remove_unfinished_writes,
+                                     run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
                                       MetricsColumns, evaluation_columns)
 from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
@@ -117,13 +116,15 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def run(config: ExperimentConfig, out_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
+def run(config: ExperimentConfig, out_dir: str | Path, reporter: Reporter | None = None,
+        figures: Optional[FigureWorkers] = None) -> RunResult:
     """Train `config` into a new run folder under `out_dir`; returns the folder and its summary.
 
     Config and data problems raise before the folder is created, so a failed start leaves nothing behind.
+    `figures`: where the run's figures are drawn (Training.finish); by default here.
     """
     training = open_run(build_experiment(config), out_dir, reporter)
-    return RunResult(training.run_dir, training.train())
+    return RunResult(training.run_dir, training.train(figures))
 
 
 def open_run(experiment: Experiment, out_dir: str | Path, reporter: Reporter | None = None,
@@ -138,7 +139,8 @@ def open_run(experiment: Experiment, out_dir: str | Path, reporter: Reporter | N
     return Training(experiment, run_dir, reporter or SilentReporter(), stop_requests=stop_requests)
 
 
-def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
+def resume(run_dir: str | Path, reporter: Reporter | None = None, figures: Optional[FigureWorkers] = None
+           ) -> RunResult:
     """Continue the interrupted or crashed run in `run_dir` from its last resume point, in the same folder; a
     run killed before its first resume point trains again from the start there, from its config.yaml.
 
@@ -149,13 +151,13 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
     point = read_resume_point(run_dir)
     source = str(run_dir / CONFIG)
     if point is None:
-        config = config_from_dict(read_config(run_dir / CONFIG), source=source, name=run_name(run_dir))
+        config = config_from_dict(read_mapping(run_dir / CONFIG, "YAML", "a gradexp config"), source=source, name=run_name(run_dir))
     else:
         config = config_from_dict(point["config"], source=source, name=point["name"])
     experiment = build_experiment(config)
     remove_unfinished_writes(run_dir)
     training = Training(experiment, run_dir, reporter or SilentReporter(), point, restarted=point is None)
-    return RunResult(run_dir, training.train())
+    return RunResult(run_dir, training.train(figures))
 
 
 class Training:
@@ -222,10 +224,10 @@ class Training:
             self.recorder.load_history()
             self.resumed_at_steps.append(self.step)
 
-    def train(self) -> RunSummary:
+    def train(self, figures: Optional[FigureWorkers] = None) -> RunSummary:
         """The loop (run_steps), then finish: returns the summary once the run folder is complete."""
         self.run_steps()
-        return self.finish()
+        return self.finish(figures)
 
     def run_steps(self) -> None:
         """The loop itself, as the articles write it.
@@ -300,10 +302,16 @@ class Training:
         self.epoch += 1
         return True
 
-    def finish(self) -> RunSummary:
-        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json; the summary."""
+    def finish(self, figures: Optional[FigureWorkers] = None) -> RunSummary:
+        """Test evaluation (not for an interrupted run: it will go on), plots and summary.json; the summary.
+
+        The plots are drawn by `figures` when given (the caller's worker processes; this waits for them),
+        else here.
+        """
         status, test = self.conclude()
-        return self.write_summary(status, test, draw_run(*self.plot_arguments()))
+        plot_arguments = self.plot_arguments()
+        drawing_seconds = figures.submit(*plot_arguments).result() if figures else draw_run(*plot_arguments)
+        return self.write_summary(status, test, drawing_seconds)
 
     def state_dict(self) -> dict[str, Any]:
         """A resume point: everything the next step depends on, and where each log ends (see gradexp.resume)."""

@@ -278,7 +278,7 @@ def test_load_config_reads_overrides_through_the_same_checks(write_config) -> No
                                    OutputError("runs/x", "cannot be written"),
                                    OptionError("--metric", "expected one of test, best_dev, got 'f1'")])
 def test_errors_cross_process_boundaries_unchanged(error: GradexpError) -> None:
-    # what a worker process's error goes through on its way back (plotting.runs.plot_runs)
+    # what a worker process's error goes through on its way back (drawing.plot_runs)
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert str(copy) == str(error)

@@ -66,19 +66,24 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
 
     Example: gradexp run --resume runs/srn_clip-20261123-101500
     """
-    from gradexp import runner
-    from gradexp.config.loading import load_config
-    from gradexp.reporting import describe_summary
+    from gradexp.drawing import FigureWorkers
 
     if (config is None) == (resume_dir is None):
         raise OptionError("CONFIG", "give a CONFIG to start a run, or --resume RUN_DIR to continue one (not both)")
     if resume_dir is not None and (overrides or out_dir is not None):
         raise OptionError("--resume", "continues a run with the config and folder it started with; "
                           "it takes no --set or --out")
-    if resume_dir is not None:
-        result = runner.resume(resume_dir, ProgressReporter())
-    else:
-        result = runner.run(load_config(config, overrides), out_dir or Path("runs"), ProgressReporter())
+    # The figures' process starts first, before torch is imported here, and imports the plotting stack on the
+    # other core meanwhile (about half a second of a short run).
+    with FigureWorkers(1, start_now=True) as figures:
+        from gradexp import runner
+        from gradexp.config.loading import load_config
+        from gradexp.reporting import describe_summary
+
+        if resume_dir is not None:
+            result = runner.resume(resume_dir, ProgressReporter(), figures)
+        else:
+            result = runner.run(load_config(config, overrides), out_dir or Path("runs"), ProgressReporter(), figures)
     click.echo(describe_summary(result.run_dir, result.summary))
     stopped_by = result.summary.interrupted_by
     if stopped_by is not None:

@@ -9,9 +9,9 @@ from matplotlib.lines import Line2D
 
 from gradexp.compare.table import ComparisonTable
 from gradexp.plotting.layout import panel_grid
-from gradexp.plotting.norms import draw_norm_curve, short_parameter_name
+from gradexp.plotting.norms import draw_norm_curve
 from gradexp.plotting.scales import set_log_scale
-from gradexp.recording.layout import GRAD_PREFIX, TOTAL
+from gradexp.recording.layout import GRAD_PREFIX, TOTAL, short_parameter_name
 
 # Ten colours, then the same ten dashed, dotted ...: runs past the tenth stay distinguishable.
 LINE_STYLES = ["-", "--", ":", "-."]

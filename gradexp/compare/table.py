@@ -18,10 +18,9 @@ import numpy as np
 from gradexp.compare.explosion import TOTAL_COLUMN, first_explosion
 from gradexp.compare.runs import unique_names
 from gradexp.errors import OptionError
-from gradexp.plotting.norms import short_parameter_name
 from gradexp.recording.files import format_number
 from gradexp.recording.folder import RunFolder
-from gradexp.recording.layout import GRAD_PREFIX
+from gradexp.recording.layout import GRAD_PREFIX, short_parameter_name
 from gradexp.recording.summary import RunSummary, number
 
 NOT_AVAILABLE = "n/a"

@@ -12,7 +12,8 @@ here, one job a module:
     layout      fixed-size panels laid out by hand, reused once saved; legend rows and handles
     grad_norms  grad_norms.pdf
     loss        loss.pdf
-    runs        a run folder's figures (plot_run, plot_runs, FigureWorkers) and `gradexp plot` (replot)
+    runs        a run folder's figures (plot_run) and `gradexp plot` (replot); gradexp.drawing draws them
+                in worker processes
 
 compare/figure.py and sweep/figure.py draw their packages' tables with these parts. The run folder's
 format (file names, columns, reading metrics.csv) is gradexp.recording's; plotting reads run folders and

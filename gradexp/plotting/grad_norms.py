@@ -12,10 +12,10 @@ from matplotlib.lines import Line2D
 
 from gradexp.plotting.layout import FIGURE_WIDTH, legend_rows, stacked_panels, unique_handles
 from gradexp.plotting.norms import (AFTER_CLIPPING, AFTER_CLIPPING_LABEL, clipping_acted, divergence_step,
-                                    draw_norm_curves, mark_divergence, short_parameter_name, smoothing_window)
+                                    draw_norm_curves, mark_divergence, smoothing_window)
 from gradexp.plotting.scales import set_log_scale
 from gradexp.plotting.thresholds import ClipMark, clip_mark, draw_clip_threshold
-from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED_PREFIX, GRAD_PREFIX, STEP, TOTAL
+from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED_PREFIX, GRAD_PREFIX, STEP, TOTAL, short_parameter_name
 
 
 def grad_norms_figure(frame: pd.DataFrame, parameters: Sequence[str], steps: Optional[int] = None,

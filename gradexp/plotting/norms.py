@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 
 from gradexp.errors import DataError
 from gradexp.plotting.scales import finite_values
-from gradexp.recording.layout import CLIPPED, CLIPPED_PREFIX, GRAD_PREFIX, LOSS, STEP, TOTAL
+from gradexp.recording.layout import CLIPPED, CLIPPED_PREFIX, GRAD_PREFIX, LOSS, STEP, TOTAL, short_parameter_name
 
 # The article's colours for W, U and b (seed 002's plot_grad), then matplotlib's cycle without the two below.
 ARTICLE_COLOURS = ["#e4007f", "#f19ec2", "#000000"]
@@ -32,12 +32,6 @@ def select_parameters(available: Sequence[str], wanted: Optional[Sequence[str]],
             raise DataError(source, f"no parameter {name!r}; expected some of {', '.join(available)}, total")
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
-
-
-def short_parameter_name(name: str, names: Sequence[str]) -> str:
-    """The last dotted component (W for rnn_model.W) when no other name in `names` shares it, else the full name."""
-    last = name.split(".")[-1]
-    return last if sum(n.split(".")[-1] == last for n in names) == 1 else name
 
 
 def parameter_colour(index: int) -> str:

@@ -3,13 +3,7 @@ of any metrics.csv; each written by save_figure, looked up here."""
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
-import sys
-import time
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -55,56 +49,6 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
                     clip=clip_section(record.config))
     plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name,
                 reduction=(record.config or {}).get("loss.reduction"))
-
-
-def draw_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> float:
-    """plot_run, timed: the seconds drawing took (a run's summary counts them in its `seconds`)."""
-    started = time.perf_counter()
-    plot_run(run_dir, plot, parameters)
-    return time.perf_counter() - started
-
-
-class FigureWorkers:
-    """Draws runs' figures (draw_run) in worker processes while the caller goes on training.
-
-    A figure is matplotlib's Python work on one core, so a sweep's next run can train while the last
-    one's figures are drawn, and runs that end together are drawn side by side. Workers are forked where
-    that is safe (Linux): they start at once, with everything already imported, and use no torch. They
-    ignore SIGINT: Ctrl-C reaches every process of the terminal, and a run whose training has ended
-    still gets its figures. Leaving the `with` block waits for every drawing.
-    """
-
-    def __init__(self, processes: int) -> None:
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_ignore_interrupts)
-
-    def submit(self, run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> "Future[float]":
-        """draw_run in a worker; the future holds its seconds, or the error drawing raised."""
-        return self._pool.submit(draw_run, run_dir, plot, parameters)
-
-    def __enter__(self) -> FigureWorkers:
-        return self
-
-    def __exit__(self, kind: Optional[type], error: Optional[BaseException], trace: Optional[TracebackType]) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _ignore_interrupts() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def plot_runs(runs: Sequence[tuple[Path, PlotConfig, Sequence[str]]], processes: int) -> float:
-    """plot_run for each (run folder, plot settings, parameters), up to `processes` at once (FigureWorkers);
-    returns the wall time it took. The first error is raised here."""
-    started = time.perf_counter()
-    if processes < 2 or len(runs) < 2:
-        for run in runs:
-            plot_run(*run)
-    else:
-        with FigureWorkers(min(processes, len(runs))) as workers:
-            for future in [workers.submit(*run) for run in runs]:
-                future.result()
-    return time.perf_counter() - started
 
 
 def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,

@@ -110,3 +110,9 @@ def parameter_names(columns: Sequence[str]) -> list[str]:
     """The parameters of a metrics.csv header, in file order, without the total."""
     return [column[len(GRAD_PREFIX):] for column in columns
             if column.startswith(GRAD_PREFIX) and column != GRAD_PREFIX + TOTAL]
+
+
+def short_parameter_name(name: str, names: Sequence[str]) -> str:
+    """The last dotted component (W for rnn_model.W) when no other name in `names` shares it, else the full name."""
+    last = name.split(".")[-1]
+    return last if sum(n.split(".")[-1] == last for n in names) == 1 else name

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import GradexpError
 from gradexp.experiment import DatasetCache, Experiment, build_experiment
-from gradexp.plotting.runs import draw_run
+from gradexp.drawing import draw_run
 from gradexp.runner import Training, open_run
 from gradexp.sweep.grid import SweepPoint
 

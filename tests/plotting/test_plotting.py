@@ -20,7 +20,8 @@ from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import divergence_step, draw_norm_curve
 from gradexp.plotting.output import figure_format, save_figure
-from gradexp.plotting.runs import plot_grad_norms, plot_losses, plot_run, plot_runs
+from gradexp.drawing import plot_runs
+from gradexp.plotting.runs import plot_grad_norms, plot_losses, plot_run
 from gradexp.plotting.scales import log_axis_floor, power_of_ten_label
 from gradexp.plotting.thresholds import CLIP_MODE_MARKS, Bound, clip_mark
 

@@ -24,10 +24,10 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from gradexp.config.schema import ExperimentConfig
+from gradexp.drawing import FigureWorkers
 from gradexp.experiment import DatasetCache
 from gradexp.interrupts import StopRequests
 from gradexp.sweep.grid import SweepPoint
-from gradexp.plotting.runs import FigureWorkers
 from gradexp.sweep.outcomes import (FAILED, INTERRUPTED, NOT_RUN, ConcludedPoint, PointOutcome, conclude_point,
                                     failure_text, finish_point, train_point)
 from gradexp.threads import torch_threads, usable_cores

@@ -44,9 +44,9 @@ from torch.func import functional_call, vmap
 from gradexp.clipping.base import ClipOutcome, GradientClipper, constant
 from gradexp.clipping.fixed import PerTensorNormClip, clip_tensor_norms
 from gradexp.config.schema import ExperimentConfig
+from gradexp.drawing import plot_runs
 from gradexp.experiment import DatasetCache, Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.plotting.runs import plot_runs
 from gradexp.recording.steps import gradient_norms
 from gradexp.runner import Training, open_run
 from gradexp.schedules import ConstantRate
