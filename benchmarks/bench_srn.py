@@ -6,12 +6,16 @@ Run: python benchmarks/bench_srn.py [--quick]        (or: make bench)
    of the rounds: (a) the article's loop (benchmarks/article_loop.py), (b) gradexp's runner on
    configs/srn_explode.yaml recording every norm, (c) the same with train.record_norms=false;
    (b) and (c) once per SRN backend (bptt, loop, fused); (p) a plain hand-written loop
-   (benchmarks/plain_loop.py) with torch's default thread count, and (p1) the same on one thread.
+   (benchmarks/plain_loop.py) around the book's step-by-step SRN (gradexp's `loop` backend, the model a
+   student writes from the book) with torch's default thread count, (p1) the same on one thread, and
+   (pb) the plain loop around gradexp's own `bptt` model (what gradexp's bookkeeping costs by itself).
    a, b and c are first compared by their training loops (the steps, dev evaluations and checkpoints,
    building the data and plotting left out of all): targets b/c >= 0.95 and b >= 1.5 a. Then by the
    whole run, what the user waits for: gradexp by its summary's `seconds` (resume points, evaluations,
    checkpoints, the test evaluation and the plots), the plain loop from its first step to its test
-   evaluation: target b >= 1.5 p. Where gradexp's run time goes is printed beside it.
+   evaluation: target b >= 1.5 p. Where gradexp's run time goes is printed beside it. gradexp's plots
+   are drawn in this process here (`gradexp run` draws them in a process of their own, started before
+   torch is imported, and waits for them: the same time on the run's clock).
 2. Scaling: gradexp's step time and peak memory against the sequence length and the hidden size,
    each point in a fresh process so its peak memory is its own.
 3. Sweeps: a 64-point grid of learning rate x clip threshold trained by `--vectorize` against the
@@ -139,7 +143,7 @@ RUN_PHASES = {
     (gradexp.runner, "evaluate"): "evaluations (dev, and test at the end)",
     (CsvLog, "sync"): "log fsyncs (before each resume point)",
     (gradexp.runner, "save_checkpoint"): "checkpoints (last.pt, best.pt)",
-    (gradexp.runner, "plot_run"): "plots (grad_norms.pdf, loss.pdf)",
+    (gradexp.runner, "draw_run"): "plots (grad_norms.pdf, loss.pdf)",
 }
 
 
@@ -185,8 +189,10 @@ def verdict(value: float, target: float) -> str:
     return f"{value:.3g} ({'meets' if value >= target else 'misses'} >= {target})"
 
 
-PLAIN = f"p  plain loop, {DEFAULT_THREADS} thread(s)"
-PLAIN_ONE_THREAD = "p1 plain loop, 1 thread"
+PLAIN = f"p  plain loop, book's SRN, {DEFAULT_THREADS} thread(s)"
+PLAIN_ONE_THREAD = "p1 plain loop, book's SRN, 1 thread"
+PLAIN_BPTT = f"pb plain loop, gradexp's bptt SRN, {DEFAULT_THREADS} thread(s)"
+PLAIN_LOOPS = (PLAIN, PLAIN_ONE_THREAD, PLAIN_BPTT)
 
 
 def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
@@ -197,9 +203,11 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
         variants[f"b  gradexp, {backend}"] = lambda chosen=chosen: time_gradexp(chosen)
         variants[f"c  gradexp, {backend}, recording off"] = \
             lambda chosen=chosen: time_gradexp(chosen + ["train.record_norms=false"])
-    variants[PLAIN] = lambda: time_plain_loop(common, device, DEFAULT_THREADS)
+    book = common + ["model.backend=loop"]
+    variants[PLAIN] = lambda: time_plain_loop(book, device, DEFAULT_THREADS)
     if DEFAULT_THREADS != 1:
-        variants[PLAIN_ONE_THREAD] = lambda: time_plain_loop(common, device, 1)
+        variants[PLAIN_ONE_THREAD] = lambda: time_plain_loop(book, device, 1)
+    variants[PLAIN_BPTT] = lambda: time_plain_loop(common + ["model.backend=bptt"], device, DEFAULT_THREADS)
     norms = {name: measure().norms for name, measure in variants.items()}  # warm-up round, not counted
     timings: dict[str, list[Timing]] = {name: [] for name in variants}
     for _ in range(repeats):
@@ -227,7 +235,7 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
     print(f"a and b record the same gradient norms over the first 3 steps (rtol 1e-4): {'yes' if same else 'NO'}")
     same = all(np.allclose(norms[f"b  gradexp, {BACKENDS[0]}"][column].to_numpy()[:3],
                            norms[PLAIN][column].to_numpy()[:3], rtol=1e-4) for column in norms[PLAIN].columns)
-    print(f"p and b ({BACKENDS[0]}) record the same W, U, b norms over the first 3 steps (rtol 1e-4): "
+    print(f"p (book's SRN) and b ({BACKENDS[0]}) record the same W, U, b norms over the first 3 steps (rtol 1e-4): "
           f"{'yes' if same else 'NO'}")
     whole_runs(timings)
 
@@ -251,14 +259,14 @@ def whole_runs(timings: dict[str, list[Timing]]) -> None:
                   f"{steps_part / run_seconds[b]:.0%}"]]
                 + [[phase, 1000 * seconds, f"{seconds / run_seconds[b]:.0%}"] for phase, seconds in phases.items()]
                 + [["summary seconds", 1000 * run_seconds[b], "100%"]])
-    print(f"per step: gradexp's steps part {1000 * steps_part / steps:.3g} ms, plain loop "
-          + ", ".join(f"{1000 * loop_seconds[name] / steps:.3g} ms ({name.split(', ')[1]})"
-                      for name in (PLAIN, PLAIN_ONE_THREAD) if name in timings))
+    print(f"per step: gradexp's steps part {1000 * steps_part / steps:.3g} ms; "
+          + ", ".join(f"{name[:2].strip()} {1000 * loop_seconds[name] / steps:.3g} ms"
+                      for name in PLAIN_LOOPS if name in timings))
     plots = phases["plots (grad_norms.pdf, loss.pdf)"]
-    for plain in (PLAIN, PLAIN_ONE_THREAD):
+    for plain in PLAIN_LOOPS:
         if plain not in timings:
             continue
-        print(f"plain loop ({plain.split(', ')[1]}) / gradexp {backend} (summary seconds): "
+        print(f"{plain[:2].strip()} / gradexp {backend} (summary seconds): "
               f"{verdict(run_seconds[plain] / run_seconds[b], 1.5)}; without the plots "
               f"{run_seconds[plain] / (run_seconds[b] - plots):.3g}; loops only "
               f"{loop_seconds[plain] / loop_seconds[b]:.3g}")

@@ -6,8 +6,10 @@ and the loss with `.item()`, SGD step. A dev evaluation every `eval_every` steps
 step) keeps a copy of the best weights in memory; at the end the best weights are evaluated on the
 test split. Torch computes with its default thread count (one per core) unless told otherwise.
 
-The data and the model come from gradexp's builders with the config's own backend, so the work is
-the same as gradexp's run of the config: the difference is what gradexp does around the steps.
+The data and the model come from gradexp's builders, with the SRN backend the config names: the
+benchmark runs it with the book's step-by-step SRN (`model.backend: loop`, the model a student writes
+from the book) and with gradexp's own `bptt` model (then the work per step is gradexp's, and the
+difference is what gradexp does around the steps).
 """
 
 from __future__ import annotations

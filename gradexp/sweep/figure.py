@@ -202,7 +202,7 @@ def sweep_figure(table: pd.DataFrame, axes: Sequence[GridAxis], metric: str, met
     cells = int(np.prod([len(axis.texts) for axis in shown[:2]]))
     averaged = "; each cell the mean over the runs sharing its values" if len(shown) >= 2 and len(table) > cells else ""
     summary_axes.set_title(f"{title}: {label}\n{range_text(_metric_values(table, metric))}{averaged}",
-                           fontsize="medium")
+                           fontsize="medium", y=1.0)
     figure.text(0.5, (runs_inches - 0.1) / height, "total gradient L2 norm per step: before clipping (solid), "
                 "after (dashed)", ha="center", va="top", fontsize="small")
     _draw_runs(figure, table, shown, metrics, top=(runs_inches - 0.45) / height, bottom=0.3 / height)
