@@ -1,5 +1,5 @@
-"""Gradient-norm curves: which parameters to draw and their short names, their colours, the one function
-that draws a norm curve (run, compare and sweep figures alike), and the step where a run diverged."""
+"""Gradient-norm curves: which parameters to draw, their colours, the one function that draws a norm curve
+(run, compare and sweep figures alike), and the step where a run diverged."""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ metrics.csv, one row per step:
                                                       clip changed a gradient
 
 eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
+
+A parameter is shown to a reader by short_parameter_name (W for rnn_model.W), in figures, tables and the
+text a run prints alike.
 """
 
 from __future__ import annotations
