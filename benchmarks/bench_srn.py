@@ -4,7 +4,8 @@ Run: python benchmarks/bench_srn.py [--quick]        (or: make bench)
 
 1. Side by side in one process, interleaved round by round (a, b, c, p, ... a, b, c, p, ...), medians
    of the rounds: (a) the article's loop (benchmarks/article_loop.py), (b) gradexp's runner on
-   configs/srn_explode.yaml recording every norm, (c) the same with train.record_norms=false;
+   configs/srn_explode.yaml recording every norm and sigma_max, (c) the same with record.norms and
+   record.sigma_max false;
    (b) and (c) once per SRN backend (bptt, loop, fused); (p) a plain hand-written loop
    (benchmarks/plain_loop.py) around the book's step-by-step SRN (gradexp's `loop` backend, the model a
    student writes from the book) with torch's default thread count, (p1) the same on one thread, and
@@ -202,7 +203,7 @@ def side_by_side(repeats: int, epochs: int, device: torch.device) -> None:
         chosen = common + [f"model.backend={backend}"]
         variants[f"b  gradexp, {backend}"] = lambda chosen=chosen: time_gradexp(chosen)
         variants[f"c  gradexp, {backend}, recording off"] = \
-            lambda chosen=chosen: time_gradexp(chosen + ["train.record_norms=false"])
+            lambda chosen=chosen: time_gradexp(chosen + ["record.norms=false", "record.sigma_max=false"])
     book = common + ["model.backend=loop"]
     variants[PLAIN] = lambda: time_plain_loop(book, device, DEFAULT_THREADS)
     if DEFAULT_THREADS != 1:

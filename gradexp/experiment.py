@@ -47,6 +47,11 @@ class Experiment:
         return [parameter for _, parameter in self.model.named_parameters()]
 
     @property
+    def sigma_parameters(self) -> list[str]:
+        """The recurrent matrices whose largest singular value the run records (record.sigma_max)."""
+        return list(self.model.recurrent_parameters) if self.config.record.sigma_max else []
+
+    @property
     def plot_parameters(self) -> list[str]:
         """The parameters the run's figures show and its summary lists: plot.params, else the model's choice
         (W, U, b for the SRN; every model declares one, see models.base.Model)."""

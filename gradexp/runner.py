@@ -195,9 +195,12 @@ class Training:
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
-        self.recorder = StepRecorder(self._open_log(METRICS, MetricsColumns.of(experiment.parameter_names).header,
-                                                    resume_point),
-                                     experiment.parameter_names, self.config.train.record_norms)
+        columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters)
+        self.recorder = StepRecorder(self._open_log(METRICS, columns.header, resume_point),
+                                     experiment.parameter_names, self.config.record.norms,
+                                     experiment.sigma_parameters)
+        named = dict(experiment.model.named_parameters())
+        self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
         self.step = 0
         # The epoch being trained, how many of its batches are done, and the shuffle generator's state when it
@@ -237,7 +240,7 @@ class Training:
         """
         model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
         parameters = self.experiment.parameters
-        measure = gradient_norms if self.config.train.record_norms else self._unrecorded_norms(len(parameters))
+        measure = gradient_norms if self.config.record.norms else self._unrecorded_norms(len(parameters))
         grads = self.gradients()
         with self.stop_requests, torch_threads(self.config.train.threads):
             self.begin()
@@ -249,9 +252,10 @@ class Training:
                     before = measure(grads)
                     outcome = clipper.clip(grads, parameters)
                     after = measure(grads)
+                    recurrent = self.recurrent_matrices()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
-                    if self.complete_step(loss, before, after, outcome, lr):
+                    if self.complete_step(loss, before, after, outcome, lr, recurrent):
                         return
                 if not self.end_epoch():
                     return
@@ -280,16 +284,21 @@ class Training:
         return batches(self._epoch_split(), self.config.train.batch_size, self.config.train.shuffle, self.generator,
                        skip=self.batches_done)
 
+    def recurrent_matrices(self) -> list[torch.Tensor]:
+        """Before the optimizer step: a copy of each recurrent matrix whose σ_max the run records, as this step's
+        forward used it (complete_step's `recurrent`; a copy is 2 µs, its SVD waits for the flush)."""
+        return [parameter.detach().clone() for parameter in self.recurrent_parameters]
+
     def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
-                      lr: float) -> bool:
-        """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip),
-        then flush, evaluate and save a resume point when due.
+                      lr: float, recurrent: list[torch.Tensor]) -> bool:
+        """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip;
+        `recurrent`: recurrent_matrices before the step), then flush, evaluate and save a resume point when due.
 
         True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
         """
         self.step += 1
         self.batches_done += 1
-        self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped)
+        self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent)
         self.reporter.step_done(self.step)
         return self._end_step()
 

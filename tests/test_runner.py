@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -30,7 +31,8 @@ def test_run_folder_holds_every_output(write_config, tmp_path: Path) -> None:
     assert result.run_dir.parent == tmp_path / "runs" and result.run_dir.name.startswith("tiny-")
     assert {p.name for p in result.run_dir.iterdir()} == RUN_FILES
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    assert list(metrics.columns) == MetricsColumns.of(SRN_PARAMETERS).header
+    assert list(metrics.columns) == MetricsColumns.of(SRN_PARAMETERS, ["rnn_model.U"]).header
+    assert list(metrics.columns)[-1] == "sigma_max/rnn_model.U"
     assert list(metrics["step"]) == list(range(1, 11))  # 300 examples / 64 = 5 steps an epoch, 2 epochs
     assert list(metrics["epoch"]) == [1] * 5 + [2] * 5
     evaluations = pd.read_csv(result.run_dir / "eval.csv")
@@ -59,6 +61,9 @@ def test_recorded_norms_are_the_true_gradient_norms(write_config, tmp_path: Path
     batch_inputs, batch_targets = experiment.dataset.train.inputs[:64], experiment.dataset.train.targets[:64]
     experiment.train_loss(experiment.model(batch_inputs), batch_targets).backward()
     first = pd.read_csv(result.run_dir / "metrics.csv").iloc[0]
+    # σ_max of U as the first step's forward used it (the initial weights), by numpy's SVD
+    initial_U = experiment.model.rnn_model.U.detach().double().numpy()
+    assert first["sigma_max/rnn_model.U"] == pytest.approx(np.linalg.svd(initial_U, compute_uv=False)[0], rel=1e-6)
     norms = {name: float(p.grad.norm()) for name, p in experiment.model.named_parameters()}
     for name, value in norms.items():
         assert first[f"grad_norm/{name}"] == pytest.approx(value, rel=1e-6)
@@ -198,3 +203,15 @@ def test_run_files_get_the_permissions_of_an_ordinary_open(write_config, tmp_pat
     expected = (run_dir / "metrics.csv").stat().st_mode & 0o777
     for name in ("summary.json", "config.yaml", "best.pt", "grad_norms.pdf", "loss.pdf"):
         assert (run_dir / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_sigma_max_is_recorded_for_recurrent_matrices_only_when_asked(write_config, tmp_path: Path) -> None:
+    off = pd.read_csv(run_tiny(write_config, tmp_path, record={"sigma_max": False}).run_dir / "metrics.csv")
+    assert not [column for column in off.columns if column.startswith("sigma_max/")]
+    mlp = run(load_config(CONFIGS / "mlp_regression_explode.yaml", ["train.epochs=1"]), tmp_path / "mlp").run_dir
+    assert not [column for column in pd.read_csv(mlp / "metrics.csv").columns if column.startswith("sigma_max/")]
+
+
+def test_a_config_with_the_old_train_record_norms_still_loads(write_config) -> None:
+    config = load_config(write_config(train={"record_norms": False}))
+    assert config.record.norms is False and "record_norms" not in config.to_dict()["train"]

@@ -191,7 +191,9 @@ def explosion_cells(run: RunFolder, explode_at: float) -> tuple[Any, Any]:
     """(first explosion step, parameter): (NEVER, "-") when the total stayed finite and at most explode_at,
     (None, None) when metrics.csv cannot tell (missing, no steps yet, norms not recorded)."""
     metrics = run.metrics
-    norms_recorded = (run.config or {}).get("train.record_norms", True) is not False
+    config = run.config or {}
+    # train.record_norms: where runs written before the record section kept it
+    norms_recorded = config.get("record.norms", config.get("train.record_norms", True)) is not False
     if metrics is None or not len(metrics) or TOTAL_COLUMN not in metrics or not norms_recorded:
         return None, None
     explosion = first_explosion(metrics, explode_at)

@@ -20,6 +20,7 @@ import yaml
 from gradexp.clipping import CLIP_MODES
 from gradexp.config.schema import (
     COMPONENT_SECTIONS,
+    MOVED_KEYS,
     PLAIN_SECTIONS,
     SECTION_NAMES,
     ComponentConfig,
@@ -186,6 +187,7 @@ def config_from_dict(
         if section not in SECTION_NAMES:
             raise fail(str(section), f"unknown section{_suggest(str(section), SECTION_NAMES)}; "
                                      f"expected {', '.join(SECTION_NAMES)}")
+    raw = _with_moved_keys(raw, fail)
     built: dict[str, Any] = {}
     for section, name_key in COMPONENT_SECTIONS.items():
         body = raw.get(section, SECTION_DEFAULTS.get(section))
@@ -195,6 +197,24 @@ def config_from_dict(
     for section, schema in PLAIN_SECTIONS.items():
         built[section] = _plain_section(section, schema, raw.get(section, {}), fail)
     return ExperimentConfig(name=name, source=source, **built)
+
+
+def _with_moved_keys(raw: Mapping[str, Any], fail) -> Mapping[str, Any]:
+    """`raw` with each key of MOVED_KEYS in its new place (an old config, or an old run's resume point)."""
+    moved = {section: dict(body) if isinstance(body, dict) else body for section, body in raw.items()}
+    for (old_section, old_key), (new_section, new_key) in MOVED_KEYS.items():
+        old_body = moved.get(old_section)
+        if not isinstance(old_body, dict) or old_key not in old_body:
+            continue
+        new_body = moved.setdefault(new_section, {})
+        if new_body is None:
+            new_body = moved[new_section] = {}
+        if not isinstance(new_body, dict):
+            continue  # reported as the section's error
+        if new_key in new_body:
+            raise fail(f"{old_section}.{old_key}", f"is {new_section}.{new_key} now, which is also given; keep one")
+        new_body[new_key] = old_body.pop(old_key)
+    return moved
 
 
 def _component(section: str, name_key: str, body: Any, fail) -> ComponentConfig:

@@ -36,13 +36,24 @@ class TrainConfig:
     threads: Annotated[int, Range(ge=1, le=1024)] = 1
     # Stop once the dev metric has not improved for this many evaluations, keeping the best model; null never stops.
     patience: Optional[PositiveInt] = None
-    # Record every parameter's gradient norm each step; off only to measure what recording costs.
-    record_norms: bool = True
     # Steps between moving recorded norms to the host and writing them: the only per-step sync point.
     flush_every: Annotated[int, Range(ge=1, le=10_000)] = 50
     # Seconds of training between resume points (a kill -9 loses at most about this much); 0 saves one at every
     # flush. A stop by Ctrl-C or SIGTERM always saves one.
     resume_point_seconds: Annotated[float, Range(ge=0, le=86_400)] = 10.0
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What a run measures besides its loss, and how often. All of it stays on the device until a flush."""
+
+    # Every parameter's gradient norm before and after clipping, each step (metrics.csv); off only to measure
+    # what recording costs. (train.record_norms in configs written before the record section.)
+    norms: bool = True
+    # The largest singular value of each recurrent matrix (the SRN's U) each step: metrics.csv's
+    # sigma_max/<parameter> columns. With tanh, below 1 the gradient through time must vanish; explosion needs
+    # it above 1 (Pascanu, Mikolov & Bengio 2013).
+    sigma_max: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class ExperimentConfig:
     clip: ComponentConfig
     schedule: ComponentConfig
     train: TrainConfig = TrainConfig()
+    record: RecordConfig = RecordConfig()
     plot: PlotConfig = PlotConfig()
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +103,9 @@ COMPONENT_SECTIONS: dict[str, str] = {
     "clip": "mode",
     "schedule": "name",
 }
-PLAIN_SECTIONS: dict[str, type] = {"train": TrainConfig, "plot": PlotConfig}
+PLAIN_SECTIONS: dict[str, type] = {"train": TrainConfig, "record": RecordConfig, "plot": PlotConfig}
+# Keys that moved to another section; configs (and resume points) that use the old place still load.
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {("train", "record_norms"): ("record", "norms")}
 SECTION_NAMES = tuple(COMPONENT_SECTIONS) + tuple(PLAIN_SECTIONS)
 
 

@@ -83,6 +83,7 @@ class MLP(nn.Module):
             initialise(layer, init, init_std)
         # One weight tensor per layer: the grad-norm plot then shows the norms from the first layer to the last.
         self.default_plot_parameters = tuple(f"layers.{index}.weight" for index in range(len(self.layers)))
+        self.recurrent_parameters = ()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = inputs.flatten(1)

@@ -7,6 +7,8 @@ metrics.csv, one row per step:
     clipped_norm/<parameter>..., clipped_norm/total   the same after clipping
     clip_threshold, clipped                           the threshold applied (empty when none), 1 when the
                                                       clip changed a gradient
+    sigma_max/<parameter>...                          the largest singular value of each recurrent matrix
+                                                      as the step's forward used it (record.sigma_max)
 
 eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
 
@@ -36,6 +38,7 @@ CLIPPED_PREFIX = "clipped_norm/"
 TOTAL = "total"
 STEP, EPOCH, LOSS, LR = "step", "epoch", "loss", "lr"
 CLIP_THRESHOLD, CLIPPED = "clip_threshold", "clipped"
+SIGMA_PREFIX = "sigma_max/"
 SPLIT = "split"
 
 
@@ -44,26 +47,29 @@ class MetricsColumns:
     """metrics.csv's columns for a model's parameters, and where each group sits in a row.
 
     A row's numeric block (what StepRecorder computes) is the row without step, epoch and lr:
-    loss, the norms before clipping (k + total), after clipping (k + total), threshold, clipped.
+    loss, the norms before clipping (k + total), after clipping (k + total), threshold, clipped, and the
+    largest singular value of each of the r `sigma_parameters`.
     """
 
     parameters: tuple[str, ...]
+    sigma_parameters: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, parameters: Sequence[str]) -> "MetricsColumns":
-        return cls(tuple(parameters))
+    def of(cls, parameters: Sequence[str], sigma_parameters: Sequence[str] = ()) -> "MetricsColumns":
+        return cls(tuple(parameters), tuple(sigma_parameters))
 
     @property
     def header(self) -> list[str]:
         names = [*self.parameters, TOTAL]
         return ([STEP, EPOCH, LOSS, LR] + [GRAD_PREFIX + name for name in names]
-                + [CLIPPED_PREFIX + name for name in names] + [CLIP_THRESHOLD, CLIPPED])
+                + [CLIPPED_PREFIX + name for name in names] + [CLIP_THRESHOLD, CLIPPED]
+                + [SIGMA_PREFIX + name for name in self.sigma_parameters])
 
     # The numeric block, one row per step: loss | before (k) | before total | after (k) | after total |
-    # threshold | clipped. These name its parts; nothing else indexes it.
+    # threshold | clipped | sigma (r). These name its parts; nothing else indexes it.
     @property
     def block_width(self) -> int:
-        return 2 * len(self.parameters) + 5
+        return 2 * len(self.parameters) + 5 + len(self.sigma_parameters)
 
     @property
     def block_loss(self) -> int:
@@ -93,11 +99,16 @@ class MetricsColumns:
     def block_clipped(self) -> int:
         return 2 * len(self.parameters) + 4
 
+    @property
+    def block_sigma(self) -> slice:
+        return slice(2 * len(self.parameters) + 5, self.block_width)
+
     def row(self, step: int, epoch: int, lr: float, block_row: Sequence[float]) -> list:
         """A metrics.csv row from a block row: the threshold empty where there was none (NaN), clipped 0 or 1."""
         threshold, clipped = block_row[self.block_threshold], block_row[self.block_clipped]
         return [step, epoch, block_row[self.block_loss], lr, *block_row[self.block_before],
-                *block_row[self.block_after], None if math.isnan(threshold) else threshold, int(clipped)]
+                *block_row[self.block_after], None if math.isnan(threshold) else threshold, int(clipped),
+                *block_row[self.block_sigma]]
 
     def block_row(self, row: Sequence[str]) -> list[float]:
         """The inverse of `row`, from a metrics.csv row's texts (empty cells are NaN)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,19 @@ import torch
 from gradexp.errors import DataError
 from gradexp.recording.files import CsvLog
 from gradexp.recording.layout import TOTAL, MetricsColumns
+
+
+def largest_singular_values(matrices: list[torch.Tensor]) -> torch.Tensor:
+    """σ_max of each matrix (or of each of a stack of them), float64 on the device: (r,) or (r, points). Exact
+    (torch.linalg.matrix_norm, ord 2: the SVD's largest value); NaN for a matrix that is not finite (a diverged
+    run's), which the SVD would refuse with an error."""
+    values = []
+    for matrix in matrices:
+        matrix = matrix.detach()
+        finite = torch.isfinite(matrix).all(dim=(-2, -1))
+        safe = torch.where(finite[..., None, None], matrix, torch.zeros_like(matrix))
+        values.append(torch.where(finite, torch.linalg.matrix_norm(safe, ord=2), torch.nan))
+    return torch.stack(values).double()
 
 
 def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -45,19 +58,26 @@ class StepRecorder:
     parameter_names: list[str]
     # With norms not recorded, only the loss is watched for divergence.
     norms_recorded: bool = True
+    # The recurrent matrices whose largest singular value each step records (sigma_max/<parameter>).
+    sigma_parameters: list[str] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
     _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    _recurrent: list[Sequence[torch.Tensor]] = field(default_factory=list)
     _blocks: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.columns = MetricsColumns.of(self.parameter_names)
+        self.columns = MetricsColumns.of(self.parameter_names, self.sigma_parameters)
 
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
-               after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor) -> None:
-        """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip."""
+               after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor,
+               recurrent: Sequence[torch.Tensor]) -> None:
+        """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip; `recurrent`: a copy
+        of each of the r sigma_parameters as the step's forward used them (their σ_max is computed at flush,
+        all the steps' at once)."""
         self._host_columns.append((step, epoch, lr))
         for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
             column.append(value)
+        self._recurrent.append(recurrent)
 
     @property
     def pending(self) -> int:
@@ -68,17 +88,21 @@ class StepRecorder:
         if not self._host_columns:
             return None
         losses, before, after, thresholds, clipped = (torch.stack(column) for column in self._device_columns)
+        # (steps, r): each recurrent matrix's σ_max at every pending step, one batched SVD per matrix
+        sigma = (largest_singular_values([torch.stack(matrices) for matrices in zip(*self._recurrent)]).t()
+                 if self.sigma_parameters else losses.new_empty(len(losses), 0))
         # the block's layout: MetricsColumns
         block = torch.cat([
             losses.double()[:, None],
             before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
             after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
-            thresholds.double()[:, None], clipped.double()[:, None],
+            thresholds.double()[:, None], clipped.double()[:, None], sigma.double(),
         ], dim=1).cpu().numpy()
         host = self._host_columns
         self._host_columns = []
         for column in self._device_columns:
             column.clear()
+        self._recurrent.clear()
         divergence = None
         first = self._first_non_finite_row(block)
         if first is not None:

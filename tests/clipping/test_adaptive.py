@@ -50,6 +50,7 @@ def as_model(module: nn.Module) -> nn.Module:
     """A torch module with a registered model's declarations (gradexp.models.base.Model), declaring no axis:
     its layers are torch's own, whose units agc knows."""
     module.default_plot_parameters = tuple(name for name, _ in module.named_parameters())
+    module.recurrent_parameters = ()
     module.output_axes = {}
     return module
 
@@ -58,6 +59,7 @@ class ColumnUnits(nn.Module):
     """Stores W as (in x out) like the SRN, and declares it; b is (1 x out)."""
 
     default_plot_parameters = ("W", "b")
+    recurrent_parameters = ()
     output_axes = {"W": 1}
 
     def __init__(self) -> None:
@@ -68,6 +70,7 @@ class ColumnUnits(nn.Module):
 
 class Undeclared(nn.Module):
     default_plot_parameters = ("W",)
+    recurrent_parameters = ()
     output_axes: dict[str, int] = {}
 
     def __init__(self) -> None:

@@ -18,7 +18,7 @@ import torch
 from gradexp.errors import DataError
 from gradexp.recording.files import CsvLog
 from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED, MetricsColumns, parameter_names
-from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
+from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms, largest_singular_values
 
 NAMES = ["W", "U", "b"]
 HEADER = ["step", "epoch", "loss", "lr", "grad_norm/W", "grad_norm/U", "grad_norm/b", "grad_norm/total",
@@ -40,7 +40,7 @@ def record(recorder: StepRecorder, step: int, loss: float, before: list[float], 
     """One step as the runner records it: a float32 loss, float64 norm vectors, 0-d threshold and bool."""
     recorder.record(step, epoch, lr, torch.tensor(loss, dtype=torch.float32),
                     torch.tensor(before, dtype=torch.float64), torch.tensor(after, dtype=torch.float64),
-                    torch.tensor(threshold, dtype=torch.float32), torch.tensor(clipped))
+                    torch.tensor(threshold, dtype=torch.float32), torch.tensor(clipped), [])
 
 
 def l2(values: list[float]) -> float:
@@ -205,7 +205,7 @@ def test_a_non_finite_norm_after_clipping_alone_is_not_a_divergence(tmp_path: Pa
 
 
 def test_with_norms_not_recorded_only_the_loss_is_watched(tmp_path: Path) -> None:
-    # The runner records NaN placeholders as the norms when train.record_norms is false.
+    # The runner records NaN placeholders as the norms when record.norms is false.
     path = tmp_path / "metrics.csv"
     recorder = new_recorder(path, norms_recorded=False)
     for step in (1, 2, 3):
@@ -470,3 +470,17 @@ def test_a_recorders_row_reads_back_through_block_row(tmp_path: Path) -> None:
     recorder.flush()
     block = MetricsColumns.of(NAMES).block_row(read_rows(path)[1])
     assert block == [loss, *before, l2(before), *after, pytest.approx(l2(after), rel=1e-15), threshold, 1.0]
+
+
+def test_largest_singular_values_are_numpys_and_nan_for_a_matrix_that_is_not_finite() -> None:
+    generator = torch.Generator().manual_seed(0)
+    square = torch.randn(6, 6, generator=generator)
+    stack = torch.randn(3, 4, 4, generator=generator)
+    stack[1, 2, 0] = math.inf
+    single, stacked = largest_singular_values([square]), largest_singular_values([stack])
+    assert single.dtype == torch.float64 and single.shape == (1,) and stacked.shape == (1, 3)
+    assert single[0].item() == pytest.approx(np.linalg.svd(square.numpy(), compute_uv=False)[0], rel=1e-6)
+    for index in (0, 2):
+        reference = np.linalg.svd(stack[index].numpy(), compute_uv=False)[0]
+        assert stacked[0, index].item() == pytest.approx(reference, rel=1e-6)
+    assert math.isnan(stacked[0, 1].item())

@@ -206,6 +206,7 @@ class Batch:
         clips = clip_points([m.experiment.clipper for m in members], [m.grads for m in members],
                             [m.parameters for m in members])
         after = self.norms(members)
+        recurrent = self.recurrent_matrices(members, stacked)
         sgd_steps_together([m.experiment.optimizer for m in members if m.steps_together])
         ended = []
         for index, member in enumerate(members):
@@ -213,17 +214,25 @@ class Batch:
             lr = optimizer.param_groups[0]["lr"]
             if not member.steps_together:
                 optimizer.step()
-            if member.training.complete_step(losses[index], before[index], after[index], clips[index], lr):
+            if member.training.complete_step(losses[index], before[index], after[index], clips[index], lr,
+                                             recurrent[index]):
                 ended.append(member)
         return self.finish(ended)
 
     def norms(self, members: list[Member]) -> torch.Tensor:
         """(points, k): every gradient's L2 norm per point, as runner.gradient_norms gives them."""
         norms = gradient_norms([g for m in members for g in m.grads]).reshape(len(members), len(self.parameter_names))
-        recorded = [m.experiment.config.train.record_norms for m in members]
+        recorded = [m.experiment.config.record.norms for m in members]
         if all(recorded):  # the usual case: no mask to build (and, on a GPU, to copy there) each step
             return norms
         return torch.where(torch.tensor(recorded, device=norms.device)[:, None], norms, math.nan)
+
+    @staticmethod
+    def recurrent_matrices(members: list[Member], stacked: dict[str, torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Each point's Training.recurrent_matrices, sliced from the stacked parameters (copies already: the
+        stacks are made anew each step, before the update)."""
+        return [[stacked[name][index].detach() for name in member.experiment.sigma_parameters]
+                for index, member in enumerate(members)]
 
     def finish(self, members: list[Member]) -> list[PointOutcome]:
         """Training.finish for points that end together, their plots drawn on every core at once."""

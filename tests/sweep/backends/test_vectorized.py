@@ -161,7 +161,7 @@ def test_points_clipped_and_stepped_together_write_the_bytes_of_points_stepped_a
 
 def test_a_point_that_records_no_norms_batches_with_one_that_does(write_config, tmp_path: Path) -> None:
     path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"dtype": "float64", "epochs": 1})
-    sequential, vectorized = sweep_both_ways(path, [], ["train.record_norms=true,false"], tmp_path)
+    sequential, vectorized = sweep_both_ways(path, [], ["record.norms=true,false"], tmp_path)
     recorded, unrecorded = (pd.read_csv(outcome.run_dir / "metrics.csv") for outcome in vectorized.outcomes)
     assert recorded["grad_norm/total"].notna().all() and unrecorded["grad_norm/total"].isna().all()
     assert_twins(sequential, vectorized)
