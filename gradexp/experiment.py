@@ -20,6 +20,7 @@ from gradexp.errors import ConfigError, DataError
 from gradexp.evaluation import TASK_METRICS, Metric
 from gradexp.losses import LOSSES
 from gradexp.models import MODELS
+from gradexp.models.base import TimeGradients
 from gradexp.optim import OPTIMIZERS
 from gradexp.schedules import SCHEDULES, LearningRateSchedule
 from gradexp.threads import torch_threads
@@ -41,6 +42,8 @@ class Experiment:
     optimizer: torch.optim.Optimizer
     schedule: LearningRateSchedule
     clipper: GradientClipper
+    # Where the model's backward leaves ‖∂L/∂h_t‖ (record.time_grads, recurrent models); None when not recorded.
+    time_gradients: Optional[TimeGradients] = None
 
     @property
     def parameters(self) -> list[nn.Parameter]:
@@ -134,6 +137,7 @@ def _build(config: ExperimentConfig, datasets: Optional[DatasetCache]) -> Experi
     metric = TASK_METRICS[dataset.spec.task]
     optimizer = OPTIMIZERS.get(config.optimizer.name)(model.parameters(), **config.optimizer.params)
     clipper = CLIP_MODES.get(config.clip.name)(model, **config.clip.params)
+    recording_time = config.record.time_grads and bool(model.recurrent_parameters)
     return Experiment(
         config=config,
         device=device,
@@ -147,4 +151,5 @@ def _build(config: ExperimentConfig, datasets: Optional[DatasetCache]) -> Experi
         optimizer=optimizer,
         schedule=SCHEDULES.get(config.schedule.name)(optimizer, metric, **config.schedule.params),
         clipper=clipper,
+        time_gradients=model.record_time_gradients() if recording_time else None,
     )

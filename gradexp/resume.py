@@ -29,7 +29,7 @@ from gradexp.recording.layout import CONFIG, METRICS, RESUME_POINT, SUMMARY
 from gradexp.recording.summary import RunSummary
 
 # Bumped whenever the stored keys change, so an old file is refused rather than misread.
-FORMAT = 1
+FORMAT = 2
 FINISHED = ("completed", "diverged")
 
 

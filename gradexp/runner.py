@@ -44,7 +44,7 @@ from gradexp.recording.checkpoints import save_checkpoint
 from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read_mapping, remove_unfinished_writes,
                                      run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
-                                      MetricsColumns, evaluation_columns)
+                                      TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
 from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
 from gradexp.recording.summary import RunSummary
 from gradexp.resume import FORMAT, random_states, read_resume_point, restore_random_states
@@ -196,9 +196,11 @@ class Training:
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
         columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters)
-        self.recorder = StepRecorder(self._open_log(METRICS, columns.header, resume_point),
-                                     experiment.parameter_names, self.config.record.norms,
-                                     experiment.sigma_parameters)
+        metrics_log = self._open_log(METRICS, columns.header, resume_point)
+        time_log = (self._open_log(TIME_GRADS, time_gradient_columns(self.train_split.inputs.shape[1]), resume_point)
+                    if experiment.time_gradients is not None else None)
+        self.recorder = StepRecorder(metrics_log, experiment.parameter_names, self.config.record.norms,
+                                     experiment.sigma_parameters, time_log)
         named = dict(experiment.model.named_parameters())
         self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
@@ -242,11 +244,14 @@ class Training:
         parameters = self.experiment.parameters
         measure = gradient_norms if self.config.record.norms else self._unrecorded_norms(len(parameters))
         grads = self.gradients()
+        time_gradients = self.experiment.time_gradients
         with self.stop_requests, torch_threads(self.config.train.threads):
             self.begin()
             while True:
                 for batch in self.epoch_batches():
                     torch._foreach_zero_(grads)
+                    if time_gradients is not None:
+                        time_gradients.enabled = self.time_gradients_due()
                     loss = self.experiment.train_loss(model(batch.inputs), batch.targets)
                     loss.backward()
                     before = measure(grads)
@@ -255,7 +260,9 @@ class Training:
                     recurrent = self.recurrent_matrices()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
-                    if self.complete_step(loss, before, after, outcome, lr, recurrent):
+                    through_time = time_gradients.norms if time_gradients is not None and time_gradients.enabled \
+                        else None
+                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time):
                         return
                 if not self.end_epoch():
                     return
@@ -284,21 +291,27 @@ class Training:
         return batches(self._epoch_split(), self.config.train.batch_size, self.config.train.shuffle, self.generator,
                        skip=self.batches_done)
 
+    def time_gradients_due(self) -> bool:
+        """Whether the next step records ‖∂L/∂h_t‖: record.time_grads, at steps 1, 1 + time_every, ..."""
+        return self.experiment.time_gradients is not None and self.step % self.config.record.time_every == 0
+
     def recurrent_matrices(self) -> list[torch.Tensor]:
         """Before the optimizer step: a copy of each recurrent matrix whose σ_max the run records, as this step's
         forward used it (complete_step's `recurrent`; a copy is 2 µs, its SVD waits for the flush)."""
         return [parameter.detach().clone() for parameter in self.recurrent_parameters]
 
     def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
-                      lr: float, recurrent: list[torch.Tensor]) -> bool:
+                      lr: float, recurrent: list[torch.Tensor], time_gradients: Optional[torch.Tensor] = None) -> bool:
         """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip;
-        `recurrent`: recurrent_matrices before the step), then flush, evaluate and save a resume point when due.
+        `recurrent`: recurrent_matrices before the step; `time_gradients`: ‖∂L/∂h_t‖ when time_gradients_due
+        said so), then flush, evaluate and save a resume point when due.
 
         True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
         """
         self.step += 1
         self.batches_done += 1
-        self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent)
+        self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent,
+                             time_gradients)
         self.reporter.step_done(self.step)
         return self._end_step()
 
@@ -341,7 +354,8 @@ class Training:
             "best_dev": self.best_dev,
             "best_state": self.best_state,
             "evaluations_without_improvement": self.evaluations_without_improvement,
-            "log_sizes": {METRICS: self.recorder.log.size, EVALUATIONS: self.eval_log.size},
+            "log_sizes": {METRICS: self.recorder.log.size, EVALUATIONS: self.eval_log.size,
+                          **({TIME_GRADS: self.recorder.time_log.size} if self.recorder.time_log else {})},
             "seconds": self._seconds(),
             "resumed_at_steps": self.resumed_at_steps,
         }
@@ -373,7 +387,7 @@ class Training:
 
     def _save_resume_point(self) -> None:
         """Logs on disk first, then best.pt, then last.pt: a resume point never names rows the disk lacks."""
-        self.recorder.log.sync()
+        self.recorder.sync()
         self.eval_log.sync()
         self._save_best()
         save_checkpoint(self.run_dir / RESUME_POINT, self.state_dict())
@@ -471,7 +485,7 @@ class Training:
         What comes before the plots. A diverged run ends at the step and epoch of its first non-finite row.
         """
         self._flush()
-        self.recorder.log.close()
+        self.recorder.close()
         if self.divergence is not None:
             self.step, self.epoch = self.divergence.step, self.divergence.epoch
         status = self._status()
@@ -484,7 +498,7 @@ class Training:
 
     def abandon(self) -> None:
         """Close the logs of a run whose driver crashed: its rows up to the crash stay, and no summary is written."""
-        self.recorder.log.close()
+        self.recorder.close()
         self.eval_log.close()
 
     def plot_arguments(self) -> tuple[Path, PlotConfig, list[str]]:

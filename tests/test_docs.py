@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradexp.cli import main
-from gradexp.recording.layout import MetricsColumns, evaluation_columns
+from gradexp.recording.layout import MetricsColumns, evaluation_columns, time_gradient_columns
 from gradexp.recording.summary import RunSummary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +79,11 @@ def test_metrics_csv_columns_are_documented() -> None:
     parameters = ["embedding.weight", "rnn_model.W"]
     documented = expanded(documented_columns("metrics.csv"), {"<parameter>": parameters})
     assert_same_columns("metrics.csv", documented, MetricsColumns.of(parameters, parameters).header)
+
+
+def test_time_grads_csv_columns_are_documented() -> None:
+    documented = expanded(documented_columns("time_grads.csv"), {"<position>": ["1", "2", "3"]})
+    assert_same_columns("time_grads.csv", documented, time_gradient_columns(3))
 
 
 def test_eval_csv_columns_are_documented() -> None:

@@ -19,7 +19,8 @@ from tests.conftest import CONFIGS
 
 SRN_PARAMETERS = ["embedding.weight", "rnn_model.W", "rnn_model.U", "rnn_model.b", "classifier.weight",
                   "classifier.bias"]
-RUN_FILES = {"config.yaml", "metrics.csv", "eval.csv", "summary.json", "grad_norms.pdf", "loss.pdf", "best.pt"}
+RUN_FILES = {"config.yaml", "metrics.csv", "eval.csv", "summary.json", "grad_norms.pdf", "loss.pdf", "best.pt",
+             "time_grads.csv", "time_grads.pdf"}
 
 
 def run_tiny(write_config, tmp_path: Path, overrides=(), **changes):
@@ -215,3 +216,36 @@ def test_sigma_max_is_recorded_for_recurrent_matrices_only_when_asked(write_conf
 def test_a_config_with_the_old_train_record_norms_still_loads(write_config) -> None:
     config = load_config(write_config(train={"record_norms": False}))
     assert config.record.norms is False and "record_norms" not in config.to_dict()["train"]
+
+
+@pytest.mark.parametrize("every, steps", [(1, list(range(1, 11))), (4, [1, 5, 9])])
+def test_time_gradients_are_recorded_every_time_every_steps_as_the_model_gives_them(write_config, tmp_path: Path,
+                                                                                     every: int, steps) -> None:
+    """time_grads.csv: step, t1 ... tT at steps 1, 1 + every, ...; the first row is the first step's backward."""
+    path = write_config(train={"shuffle": False}, record={"time_every": every})
+    result = run(load_config(path), tmp_path / "runs")
+    rows = pd.read_csv(result.run_dir / "time_grads.csv")
+    assert list(rows.columns) == ["step"] + [f"t{t}" for t in range(1, 6)] and list(rows["step"]) == steps
+    from gradexp.experiment import build_experiment
+
+    experiment = build_experiment(load_config(path))
+    experiment.time_gradients.enabled = True
+    inputs, targets = experiment.dataset.train.inputs[:64], experiment.dataset.train.targets[:64]
+    experiment.train_loss(experiment.model(inputs), targets).backward()
+    assert rows.iloc[0, 1:].to_numpy() == pytest.approx(experiment.time_gradients.norms.double().numpy(), rel=1e-6)
+
+
+def test_no_time_gradients_for_a_feed_forward_model_or_when_switched_off(write_config, tmp_path: Path) -> None:
+    off = run_tiny(write_config, tmp_path, record={"time_grads": False}).run_dir
+    mlp = run(load_config(CONFIGS / "mlp_regression_explode.yaml", ["train.epochs=1"]), tmp_path / "mlp").run_dir
+    for run_dir in (off, mlp):
+        assert not (run_dir / "time_grads.csv").exists() and not (run_dir / "time_grads.pdf").exists()
+
+
+def test_the_fused_backend_recording_time_gradients_is_a_config_error(write_config) -> None:
+    from gradexp.errors import ConfigError
+    from gradexp.experiment import build_experiment
+
+    with pytest.raises(ConfigError, match=r"tiny.yaml: record.time_grads: model.backend fused .* bptt or loop"):
+        build_experiment(load_config(write_config(model={"backend": "fused"})))
+    build_experiment(load_config(write_config(model={"backend": "fused"}, record={"time_grads": False})))

@@ -50,6 +50,11 @@ class RecordConfig:
     # Every parameter's gradient norm before and after clipping, each step (metrics.csv); off only to measure
     # what recording costs. (train.record_norms in configs written before the record section.)
     norms: bool = True
+    # ‖∂L/∂h_t‖ for every position t of a recurrent model's sequence (time_grads.csv, time_grads.pdf): where
+    # along the sequence the gradient grows or dies. Needs model.backend bptt or loop.
+    time_grads: bool = True
+    # Steps between time-gradient recordings: steps 1, 1 + time_every, 1 + 2 time_every, ...
+    time_every: Annotated[int, Range(ge=1, le=1_000_000)] = 1
     # The largest singular value of each recurrent matrix (the SRN's U) each step: metrics.csv's
     # sigma_max/<parameter> columns. With tanh, below 1 the gradient through time must vanish; explosion needs
     # it above 1 (Pascanu, Mikolov & Bengio 2013).

@@ -6,7 +6,10 @@ when there is nothing to say (an empty `output_axes`), so no caller needs hasatt
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
 
 
 @runtime_checkable
@@ -17,7 +20,8 @@ class Model(Protocol):
         the run's plot shows when `plot.params` does not choose them.
     recurrent_parameters: the recurrent matrices (h_t = f(... + h_{t-1} U)), whose largest singular value
         says whether gradients through time can explode or must vanish (record.sigma_max); none for a
-        feed-forward model.
+        feed-forward model. A model that has some also has `record_time_gradients()`, which returns the
+        TimeGradients its backward fills (or raises ConfigError when its backend cannot).
     output_axes: for each parameter (dotted name) of two or more dimensions that is not the weight of one of
         torch's own layers (nn.Linear, nn.Conv*, nn.Embedding: see gradexp.clipping.agc), the axis that
         indexes its output units; agc normalises each unit over the other axes. E.g. the SRN stores W as
@@ -27,3 +31,17 @@ class Model(Protocol):
     default_plot_parameters: Sequence[str]
     recurrent_parameters: Sequence[str]
     output_axes: Mapping[str, int]
+
+
+@dataclass
+class TimeGradients:
+    """Where a recurrent model's backward leaves ‖∂L/∂h_t‖ for t = 1..T: the total derivative of the loss with
+    respect to each hidden state, L2 over the batch and the units, when `enabled` (the runner turns it on for
+    the steps it records). A device tensor (T,), or (T, points) for a vectorized sweep's batch.
+
+    `batched`: whether the model also fills it under torch.func.vmap (a vectorized batch).
+    """
+
+    batched: bool
+    enabled: bool = False
+    norms: Optional[torch.Tensor] = None

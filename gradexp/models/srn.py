@@ -19,7 +19,8 @@ E1's sizes: see benchmarks/README.md).
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+import functools
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from torch import nn
 from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
 from gradexp.models import MODELS
+from gradexp.models.base import TimeGradients
 from gradexp.models.srn_bptt import bptt_recurrence, bptt_token_recurrence
 from gradexp.value_types import PositiveInt
 
@@ -34,17 +36,36 @@ from gradexp.value_types import PositiveInt
 Backend = Literal["bptt", "loop", "fused"]
 
 
-def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """h_t = tanh(x_t W + h_{t-1} U + b) one step at a time; inputs (batch, time, input) -> h_T (batch, hidden)."""
+def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                    time_gradients: Optional[TimeGradients] = None) -> torch.Tensor:
+    """h_t = tanh(x_t W + h_{t-1} U + b) one step at a time; inputs (batch, time, input) -> h_T (batch, hidden).
+
+    With `time_gradients` enabled, a hook on each h_t catches ∂L/∂h_t as autograd passes it back, and the
+    last one to come (h_1's) leaves their norms there.
+    """
     hidden = inputs.new_zeros(inputs.shape[0], W.shape[1])
+    caught: dict[int, torch.Tensor] = {}
+    length = inputs.shape[1]
+    watch = time_gradients is not None and time_gradients.enabled and torch.is_grad_enabled()
+
+    def catch(t: int, gradient: torch.Tensor) -> None:
+        caught[t] = gradient
+        if len(caught) == length:
+            time_gradients.norms = torch.linalg.vector_norm(torch.stack([caught[s] for s in range(length)]),
+                                                            dim=(-2, -1))
+
     # unbind, not inputs[:, t]: the backward of T slices would add T zero-padded copies of the whole input.
-    for x_t in inputs.unbind(1):
+    for t, x_t in enumerate(inputs.unbind(1)):
         hidden = torch.tanh(x_t @ W + hidden @ U + b)
+        if watch:
+            hidden.register_hook(functools.partial(catch, t))
     return hidden
 
 
-def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The same recurrence through torch's RNN kernel.
+def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                     time_gradients: None = None) -> torch.Tensor:
+    """The same recurrence through torch's RNN kernel (which keeps ∂L/∂h_t inside: `time_gradients` is always
+    None, SequenceClassifier.record_time_gradients refuses this backend).
 
     nn.RNN computes h_t = tanh(x_t A^T + a + h_{t-1} B^T + c); with A = W^T, B = U^T, a = b and
     c = 0 (a constant, not a parameter) that is exactly the book's rule, and autograd carries the
@@ -66,6 +87,9 @@ def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: 
 
 RECURRENCES: dict[str, Callable[..., torch.Tensor]] = {
     "bptt": bptt_recurrence, "loop": loop_recurrence, "fused": fused_recurrence}
+# The backends that give ∂L/∂h_t (record.time_grads), and whether also under vmap (a vectorized batch): torch's
+# RNN kernel keeps them inside.
+TIME_GRADIENT_BACKENDS: dict[str, bool] = {"bptt": True, "loop": False}
 
 
 def embed(tokens: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
@@ -76,11 +100,12 @@ def embed(tokens: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
 
 
 def token_recurrence(backend: str) -> Callable[..., torch.Tensor]:
-    """(tokens, E, W, U, b) -> h_T: the recurrence over the embedded tokens, as `backend` computes it."""
+    """(tokens, E, W, U, b, time_gradients) -> h_T: the recurrence over the embedded tokens, as `backend` computes
+    it."""
     if backend == "bptt":
         return bptt_token_recurrence
     recurrence = RECURRENCES[backend]
-    return lambda tokens, E, W, U, b: recurrence(embed(tokens, E), W, U, b)
+    return lambda tokens, E, W, U, b, time_gradients=None: recurrence(embed(tokens, E), W, U, b, time_gradients)
 
 
 class SRN(nn.Module):
@@ -90,6 +115,9 @@ class SRN(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, backend: Backend = "bptt") -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.backend = backend
+        # Set by record_time_gradients: where the backward leaves ‖∂L/∂h_t‖.
+        self.time_gradients: Optional[TimeGradients] = None
         self.recurrence = RECURRENCES[backend]
         self.token_recurrence = token_recurrence(backend)
         self.W = nn.Parameter(torch.empty(input_size, hidden_size))
@@ -100,11 +128,11 @@ class SRN(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """inputs: (batch, time, input_size) -> last hidden state (batch, hidden_size)."""
-        return self.recurrence(inputs, self.W, self.U, self.b)
+        return self.recurrence(inputs, self.W, self.U, self.b, self.time_gradients)
 
     def over_tokens(self, tokens: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The same for inputs that are rows of `embedding` (vocabulary x input_size): tokens (batch, time)."""
-        return self.token_recurrence(tokens, embedding, self.W, self.U, self.b)
+        return self.token_recurrence(tokens, embedding, self.W, self.U, self.b, self.time_gradients)
 
 
 class SequenceClassifier(nn.Module):
@@ -125,6 +153,18 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.rnn_model.over_tokens(inputs, self.embedding.weight))
+
+    def record_time_gradients(self) -> TimeGradients:
+        """Have the backward leave ‖∂L/∂h_t‖ for every position t (when enabled); a ConfigError for the fused
+        backend, whose kernel keeps them inside."""
+        backend = self.rnn_model.backend
+        if backend not in TIME_GRADIENT_BACKENDS:
+            raise ConfigError("", "record.time_grads", f"model.backend {backend} (torch's RNN kernel) cannot give "
+                                                       f"the gradient at each time step; use model.backend "
+                                                       f"{' or '.join(TIME_GRADIENT_BACKENDS)}, or set "
+                                                       f"record.time_grads: false")
+        self.rnn_model.time_gradients = TimeGradients(batched=TIME_GRADIENT_BACKENDS[backend])
+        return self.rnn_model.time_gradients
 
 
 @MODELS.register("srn")

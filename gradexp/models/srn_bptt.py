@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 
+from gradexp.models.base import TimeGradients
 
 def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a b for matrices, or for stacks of them (a vectorized sweep's points along a leading axis)."""
@@ -52,33 +53,42 @@ def tanh_states(projected: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor,
     return hidden.clone(), states
 
 
-def backpropagate_through_time(grad_last: torch.Tensor, states: torch.Tensor, U: torch.Tensor
-                               ) -> tuple[torch.Tensor, torch.Tensor]:
+def backpropagate_through_time(grad_last: torch.Tensor, states: torch.Tensor, U: torch.Tensor,
+                               time_gradients: Optional[TimeGradients] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """δ_t = ∂L/∂(pre-activation at t) for every t, from ∂L/∂h_T; and ∂L/∂U = Σ_{t≥2} h_{t−1}ᵀ δ_t.
 
-    states and the returned deltas are (time, [points,] batch, hidden).
+    states and the returned deltas are (time, [points,] batch, hidden). The recursion passes through
+    ∂L/∂h_t = δ_{t+1} Uᵀ (and ∂L/∂h_T itself): with `time_gradients` enabled, their norms go there.
     """
     # tanh' = 1 − h_t² for every step in one pass: per step it would be two more small operations each
     # step, which cost a single run more than the extra block costs a batch
     slopes = states.square().neg_().add_(1)
     U_transposed = _transposed(U)
-    deltas = []
+    deltas, into_states = [], []
+    keep = time_gradients is not None and time_gradients.enabled
     delta_into_state = grad_last
     for t in range(states.shape[0] - 1, -1, -1):
+        if keep:
+            into_states.append(delta_into_state)
         delta = delta_into_state * slopes[t]
         deltas.append(delta)
         if t:
             delta_into_state = _product(delta, U_transposed)
     deltas = torch.stack(deltas[::-1])
+    if keep:
+        # L2 over the batch and the units: (time,) or (time, points)
+        time_gradients.norms = torch.linalg.vector_norm(torch.stack(into_states[::-1]), dim=(-2, -1))
     # h_0 = 0 adds nothing to ∂L/∂U
     grad_U = _product(_transposed(_fold_time(states[:-1])), _fold_time(deltas[1:]))
     return deltas, grad_U
 
 
-def _stacked_arguments(info: Any, in_dims: tuple[Optional[int], ...], *arguments: torch.Tensor) -> list[torch.Tensor]:
-    """vmap's batched arguments with the batch as their leading axis (points), unbatched ones repeated."""
-    return [argument.movedim(dim, 0) if dim is not None else argument.expand(info.batch_size, *argument.shape)
-            for argument, dim in zip(arguments, in_dims)]
+def _stacked_arguments(info: Any, in_dims: tuple[Optional[int], ...], *arguments: Any) -> list[Any]:
+    """vmap's batched arguments with the batch as their leading axis (points), unbatched tensors repeated, and
+    anything else (the TimeGradients) as it is."""
+    return [argument.movedim(dim, 0) if dim is not None
+            else argument.expand(info.batch_size, *argument.shape) if isinstance(argument, torch.Tensor)
+            else argument for argument, dim in zip(arguments, in_dims)]
 
 
 class BackpropagationThroughTime(torch.autograd.Function):
@@ -100,8 +110,8 @@ class BackpropagationThroughTime(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                time_gradients: Optional[TimeGradients]) -> tuple[torch.Tensor, torch.Tensor]:
         steps = inputs.movedim(-2, 0)  # (time, [points,] batch, input)
         # x_t W + b for every step in one product
         projected = _unfold_time(_product_plus(b, _fold_time(steps), W), steps.shape[0])
@@ -109,7 +119,7 @@ class BackpropagationThroughTime(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        sequence, W, U, _ = inputs
+        sequence, W, U, _, ctx.time_gradients = inputs
         _, states = output
         # The states are kept for the backward, not offered as a result to differentiate.
         ctx.mark_non_differentiable(states)
@@ -120,19 +130,19 @@ class BackpropagationThroughTime(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_last: torch.Tensor, _: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
         if grad_last is None:  # nothing used h_T
-            return None, None, None, None
+            return None, None, None, None, None
         sequence, W, U, states = ctx.saved_tensors
-        delta, grad_U = backpropagate_through_time(grad_last, states, U)
+        delta, grad_U = backpropagate_through_time(grad_last, states, U, ctx.time_gradients)
         flat_delta = _fold_time(delta)
         grad_W = _product(_transposed(_fold_time(sequence.movedim(-2, 0))), flat_delta)
         grad_b = flat_delta.sum(-2, keepdim=True)
         grad_inputs = None
         if ctx.needs_input_grad[0]:
             grad_inputs = _unfold_time(_product(flat_delta, _transposed(W)), delta.shape[0]).movedim(0, -2)
-        return grad_inputs, grad_W, grad_U, grad_b
+        return grad_inputs, grad_W, grad_U, grad_b, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple[Optional[int], ...], *arguments: torch.Tensor) -> tuple[Any, tuple[int, int]]:
+    def vmap(info: Any, in_dims: tuple[Optional[int], ...], *arguments: Any) -> tuple[Any, tuple[int, int]]:
         # the states are (time, points, ...)
         return BackpropagationThroughTime.apply(*_stacked_arguments(info, in_dims, *arguments)), (0, 1)
 
@@ -159,8 +169,8 @@ class EmbeddedBackpropagationThroughTime(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(tokens: torch.Tensor, E: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(tokens: torch.Tensor, E: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                time_gradients: Optional[TimeGradients]) -> tuple[torch.Tensor, torch.Tensor]:
         table = _product_plus(b, E, W)
         rows = _table_rows(tokens, E.shape[-2])
         projected = table.flatten(0, -2).index_select(0, rows.flatten()).view(*rows.shape, -1)
@@ -168,7 +178,7 @@ class EmbeddedBackpropagationThroughTime(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        tokens, E, W, U, _ = inputs
+        tokens, E, W, U, _, ctx.time_gradients = inputs
         _, states = output
         ctx.mark_non_differentiable(states)
         ctx.set_materialize_grads(False)
@@ -177,30 +187,31 @@ class EmbeddedBackpropagationThroughTime(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_last: torch.Tensor, _: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], ...]:
         if grad_last is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         tokens, E, W, U, states = ctx.saved_tensors
-        delta, grad_U = backpropagate_through_time(grad_last, states, U)
+        delta, grad_U = backpropagate_through_time(grad_last, states, U, ctx.time_gradients)
         rows = _table_rows(tokens, E.shape[-2])
         per_token = delta.new_zeros(E.shape[:-1].numel(), delta.shape[-1]).index_add(
             0, rows.flatten(), delta.flatten(0, -2)).view(*E.shape[:-1], -1)
         grad_W = _product(_transposed(E), per_token)
         grad_E = _product(per_token, _transposed(W))
         grad_b = per_token.sum(-2, keepdim=True)
-        return None, grad_E, grad_W, grad_U, grad_b
+        return None, grad_E, grad_W, grad_U, grad_b, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple[Optional[int], ...], *arguments: torch.Tensor) -> tuple[Any, tuple[int, int]]:
+    def vmap(info: Any, in_dims: tuple[Optional[int], ...], *arguments: Any) -> tuple[Any, tuple[int, int]]:
         return EmbeddedBackpropagationThroughTime.apply(*_stacked_arguments(info, in_dims, *arguments)), (0, 1)
 
 
-def bptt_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def bptt_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                    time_gradients: Optional[TimeGradients] = None) -> torch.Tensor:
     """The same recurrence, differentiated by BackpropagationThroughTime; inputs (batch, time, input) -> h_T."""
-    last, _ = BackpropagationThroughTime.apply(inputs, W, U, b)
+    last, _ = BackpropagationThroughTime.apply(inputs, W, U, b, time_gradients)
     return last
 
 
-def bptt_token_recurrence(tokens: torch.Tensor, E: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor
-                          ) -> torch.Tensor:
+def bptt_token_recurrence(tokens: torch.Tensor, E: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
+                          time_gradients: Optional[TimeGradients] = None) -> torch.Tensor:
     """The recurrence over the embedded tokens x_t = E[d_t], differentiated by EmbeddedBackpropagationThroughTime."""
-    last, _ = EmbeddedBackpropagationThroughTime.apply(tokens, E, W, U, b)
+    last, _ = EmbeddedBackpropagationThroughTime.apply(tokens, E, W, U, b, time_gradients)
     return last

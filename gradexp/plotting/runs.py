@@ -15,8 +15,10 @@ from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import select_parameters
 from gradexp.plotting.output import figure_format, save_figure
 from gradexp.plotting.thresholds import clip_section
-from gradexp.recording.folder import RunFolder, read_metrics
-from gradexp.recording.layout import GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, parameter_names
+from gradexp.plotting.time_grads import time_grads_figure
+from gradexp.recording.folder import RunFolder, read_metrics, read_time_gradients
+from gradexp.recording.layout import (GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, TIME_GRADS, TIME_GRADS_PLOT,
+                                      parameter_names)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -35,7 +37,8 @@ def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: P
 
 
 def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:
-    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode)."""
+    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode), and
+    time_grads.pdf from its time_grads.csv (a recurrent model's run)."""
     record = RunFolder.read(run_dir)
     if record.metrics is None:
         raise DataError(str(run_dir / METRICS), "no such file")
@@ -49,6 +52,9 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
                     clip=clip_section(record.config))
     plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name,
                 reduction=(record.config or {}).get("loss.reduction"))
+    if (run_dir / TIME_GRADS).is_file():
+        save_figure(time_grads_figure(read_time_gradients(run_dir / TIME_GRADS), frame, run_dir.name),
+                    run_dir / TIME_GRADS_PLOT)
 
 
 def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,

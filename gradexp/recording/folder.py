@@ -16,7 +16,8 @@ import pandas as pd
 
 from gradexp.errors import DataError
 from gradexp.recording.files import read_mapping
-from gradexp.recording.layout import CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names
+from gradexp.recording.layout import (CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names,
+                                      time_gradient_columns)
 from gradexp.recording.summary import RunSummary
 
 
@@ -52,6 +53,19 @@ class RunFolder:
         """eval.csv, or None without one."""
         path = self.path / EVALUATIONS
         return read_csv(path, "an eval.csv") if path.is_file() else None
+
+
+def read_time_gradients(path: Path) -> pd.DataFrame:
+    """A time_grads.csv: step, then t1 ... tT, all numbers; a one-line DataError for anything else."""
+    frame = read_csv(path, "a time_grads.csv")
+    expected = time_gradient_columns(len(frame.columns) - 1)
+    if list(frame.columns) != expected or len(expected) < 2:
+        raise DataError(str(path), f"is not a gradexp time_grads.csv (expected the columns {', '.join(expected[:3])} "
+                                   f"... t<length>)")
+    malformed = [column for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column])]
+    if malformed:
+        raise DataError(str(path), f"column {malformed[0]!r} holds values that are not numbers")
+    return frame
 
 
 def is_run_folder(path: Path) -> bool:

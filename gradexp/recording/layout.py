@@ -12,6 +12,9 @@ metrics.csv, one row per step:
 
 eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
 
+time_grads.csv (a recurrent model's run), one row per recorded step: step, t1 ... tT, the norm of the loss's
+gradient with respect to the hidden state at each position of the sequence.
+
 A parameter is shown to a reader by short_parameter_name (W for rnn_model.W), in figures, tables and the
 text a run prints alike.
 """
@@ -28,10 +31,13 @@ EVALUATIONS = "eval.csv"
 SUMMARY = "summary.json"
 GRAD_NORMS_PLOT = "grad_norms.pdf"
 LOSS_PLOT = "loss.pdf"
+TIME_GRADS = "time_grads.csv"
+TIME_GRADS_PLOT = "time_grads.pdf"
 BEST_CHECKPOINT = "best.pt"
 RESUME_POINT = "last.pt"
 # Every file a run writes; a command that writes beside a run's files never takes one of these names.
-RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT)
+RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT,
+             TIME_GRADS, TIME_GRADS_PLOT)
 
 GRAD_PREFIX = "grad_norm/"
 CLIPPED_PREFIX = "clipped_norm/"
@@ -39,6 +45,7 @@ TOTAL = "total"
 STEP, EPOCH, LOSS, LR = "step", "epoch", "loss", "lr"
 CLIP_THRESHOLD, CLIPPED = "clip_threshold", "clipped"
 SIGMA_PREFIX = "sigma_max/"
+TIME_PREFIX = "t"
 SPLIT = "split"
 
 
@@ -114,6 +121,11 @@ class MetricsColumns:
         """The inverse of `row`, from a metrics.csv row's texts (empty cells are NaN)."""
         numbers = [float(cell) if cell else math.nan for cell in row]
         return [numbers[2], *numbers[4:]]
+
+
+def time_gradient_columns(length: int) -> list[str]:
+    """time_grads.csv's header for sequences of `length`: step, t1 ... tT."""
+    return [STEP] + [f"{TIME_PREFIX}{t}" for t in range(1, length + 1)]
 
 
 def evaluation_columns(metric: str) -> list[str]:

@@ -60,6 +60,9 @@ class StepRecorder:
     norms_recorded: bool = True
     # The recurrent matrices whose largest singular value each step records (sigma_max/<parameter>).
     sigma_parameters: list[str] = field(default_factory=list)
+    # time_grads.csv, for a run that records ‖∂L/∂h_t‖ (record.time_grads).
+    time_log: Optional[CsvLog] = None
+    _time_rows: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
     _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
     _recurrent: list[Sequence[torch.Tensor]] = field(default_factory=list)
@@ -70,14 +73,16 @@ class StepRecorder:
 
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
                after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor,
-               recurrent: Sequence[torch.Tensor]) -> None:
+               recurrent: Sequence[torch.Tensor], time_gradients: Optional[torch.Tensor] = None) -> None:
         """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip; `recurrent`: a copy
         of each of the r sigma_parameters as the step's forward used them (their σ_max is computed at flush,
-        all the steps' at once)."""
+        all the steps' at once); `time_gradients`: ‖∂L/∂h_t‖ for t = 1..T, at the steps that record them."""
         self._host_columns.append((step, epoch, lr))
         for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
             column.append(value)
         self._recurrent.append(recurrent)
+        if time_gradients is not None:
+            self._time_rows.append((step, time_gradients))
 
     @property
     def pending(self) -> int:
@@ -112,7 +117,29 @@ class StepRecorder:
         self.log.write_rows([self.columns.row(step, epoch, lr, values)
                              for (step, epoch, lr), values in zip(host, block.tolist())])
         self.log.flush()
+        self._flush_time_rows(last_step=host[-1][0])
         return divergence
+
+    def sync(self) -> None:
+        """Have the disk hold every row written (CsvLog.sync), of metrics.csv and time_grads.csv."""
+        for log in self._logs():
+            log.sync()
+
+    def close(self) -> None:
+        for log in self._logs():
+            log.close()
+
+    def _logs(self) -> list[CsvLog]:
+        return [self.log] + ([self.time_log] if self.time_log is not None else [])
+
+    def _flush_time_rows(self, last_step: int) -> None:
+        """time_grads.csv's pending rows up to `last_step` (a diverged run's last), in one host copy."""
+        rows, self._time_rows = [(step, norms) for step, norms in self._time_rows if step <= last_step], []
+        if self.time_log is None or not rows:
+            return
+        values = torch.stack([norms for _, norms in rows]).double().cpu().tolist()
+        self.time_log.write_rows([[step, *row] for (step, _), row in zip(rows, values)])
+        self.time_log.flush()
 
     def _culprit(self, row: np.ndarray) -> str:
         """What went non-finite first in a diverging row: the first parameter whose norm did, else the total of

@@ -121,15 +121,20 @@ def test_every_backend_evaluates_without_grad(backend: str) -> None:
 
 
 def test_runs_with_any_backend_record_the_same_norms(write_config, tmp_path: Path) -> None:
-    """Whole runs in float64: each backend's metrics.csv equals the loop run's to rounding."""
-    tables = {}
+    """Whole runs in float64: each backend's metrics.csv equals the loop run's to rounding, and bptt's
+    time_grads.csv too (the fused kernel gives none)."""
+    tables, through_time = {}, {}
     for backend in RECURRENCES:
         path = write_config(name=backend, model={"backend": backend}, train={"dtype": "float64"},
-                            clip={"mode": "norm", "threshold": 0.5})
-        tables[backend] = pd.read_csv(run(load_config(path), tmp_path / backend).run_dir / "metrics.csv")
+                            clip={"mode": "norm", "threshold": 0.5}, record={"time_grads": backend != "fused"})
+        run_dir = run(load_config(path), tmp_path / backend).run_dir
+        tables[backend] = pd.read_csv(run_dir / "metrics.csv")
+        if backend != "fused":
+            through_time[backend] = pd.read_csv(run_dir / "time_grads.csv")
     for backend in FAST_BACKENDS:
         assert list(tables[backend].columns) == list(tables["loop"].columns)
         pd.testing.assert_frame_equal(tables[backend], tables["loop"], rtol=1e-10, atol=1e-12)
+    pd.testing.assert_frame_equal(through_time["bptt"], through_time["loop"], rtol=1e-10, atol=1e-12)
 
 
 def test_an_unknown_backend_is_a_config_error(write_config) -> None:

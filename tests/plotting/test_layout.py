@@ -16,6 +16,7 @@ from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.layout import forget_released_figures
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.output import save_figure
+from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder
 from tests.plotting.test_plotting import PARAMETERS, norms_frame
 
@@ -23,6 +24,8 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "run_folders_da2445e"
 EVALUATIONS = pd.DataFrame({"step": [20, 40, 60, 60], "epoch": [2, 4, 6, 6], "split": ["dev", "dev", "dev", "test"],
                             "loss": [3.0, 2.0, 1.5, 1.6], "accuracy": [0.2, 0.4, 0.5, 0.45]})
 REGRESSION_EVALUATIONS = EVALUATIONS.drop(columns="accuracy").assign(mse=[3.0, 2.0, 1.5, 1.6])
+TIME_GRADIENTS = pd.DataFrame({"step": np.arange(1, 31), **{f"t{t}": 2.0 ** (t - np.arange(1, 31) / 5)
+                                                             for t in range(1, 7)}})
 
 # Every kind of panel the run figures draw: linear and log axes, clipped or not, fixed and adaptive thresholds,
 # dips below the log floor, a diverged run, a long smoothed run, a twin metric axis or none, a log loss axis.
@@ -42,6 +45,9 @@ FIGURES: dict[str, Callable] = {
     "loss, log axis, no evaluation": lambda: loss_figure(
         norms_frame(steps=4).assign(loss=[1.0, 1e5, 1e12, 1e20]), None, None),
     "loss, diverged": lambda: loss_figure(norms_frame(diverge=True), EVALUATIONS, "accuracy"),
+    "time gradients, with sigma": lambda: time_grads_figure(TIME_GRADIENTS, norms_frame().assign(
+        **{"sigma_max/rnn_model.U": np.linspace(0.5, 3.0, 60)})),
+    "time gradients, zeros, no sigma": lambda: time_grads_figure(TIME_GRADIENTS.assign(t1=0.0), None, "run"),
     "compare, two fixture runs": lambda: comparison_figure(build_table(
         [RunFolder.read(folder) for folder in sorted(FIXTURES.iterdir())])),
 }

@@ -102,6 +102,8 @@ def batch_key(experiment: Experiment) -> tuple:
         tuple((name, tuple(b.shape), b.dtype) for name, b in experiment.model.named_buffers()),
         tuple((len(split), tuple(split.inputs.shape[1:]), split.inputs.dtype) for split in splits),
         dataset.resample_train is not None,
+        # A model that gives ∂L/∂h_t only outside vmap (the loop backend) trains alone when it records them.
+        id(experiment) if experiment.time_gradients is not None and not experiment.time_gradients.batched else None,
     )
 
 
@@ -164,6 +166,9 @@ class Batch:
             return train_loss(functional_call(self.template, (parameters, buffers), (inputs,)), targets)
 
         self.batched_loss = vmap(point_loss, randomness="error")
+        # The template's backward leaves every point's ‖∂L/∂h_t‖ here, (T, points), when a point records them.
+        records_time = any(member.experiment.time_gradients is not None for member in members)
+        self.time_gradients = self.template.record_time_gradients() if records_time else None
 
     def train(self) -> Iterator[PointOutcome]:
         """Train the batch, yielding each point's outcome once its run folder is complete."""
@@ -192,6 +197,9 @@ class Batch:
         Returns the outcomes of the points that ended with this step."""
         stacked = {name: torch.stack([m.parameters[i].detach() for m in members]).requires_grad_()
                    for i, name in enumerate(self.parameter_names)}
+        due = [member.training.time_gradients_due() for member in members]
+        if self.time_gradients is not None:
+            self.time_gradients.enabled = any(due)
         buffers = {name: torch.stack([m.buffers[i] for m in members]) for i, name in enumerate(self.buffer_names)}
         losses = self.batched_loss(stacked, buffers, torch.stack([b.inputs for b in step_batches]),
                                    torch.stack([b.targets for b in step_batches]))
@@ -207,6 +215,7 @@ class Batch:
                             [m.parameters for m in members])
         after = self.norms(members)
         recurrent = self.recurrent_matrices(members, stacked)
+        through_time = self.time_gradients.norms if any(due) else None
         sgd_steps_together([m.experiment.optimizer for m in members if m.steps_together])
         ended = []
         for index, member in enumerate(members):
@@ -215,7 +224,7 @@ class Batch:
             if not member.steps_together:
                 optimizer.step()
             if member.training.complete_step(losses[index], before[index], after[index], clips[index], lr,
-                                             recurrent[index]):
+                                             recurrent[index], through_time[:, index] if due[index] else None):
                 ended.append(member)
         return self.finish(ended)
 

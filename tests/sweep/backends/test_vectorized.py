@@ -44,11 +44,14 @@ def flattened(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def assert_twins(sequential: SweepResult, vectorized: SweepResult) -> None:
-    """Same statuses, same files, metrics.csv and eval.csv equal to float64 rounding, same summaries."""
+    """Same statuses, same files, metrics.csv, eval.csv and time_grads.csv equal to float64 rounding, same
+    summaries."""
     for alone, batched in zip(sequential.outcomes, vectorized.outcomes):
         assert (alone.point.index, alone.status) == (batched.point.index, batched.status)
         assert sorted(p.name for p in alone.run_dir.iterdir()) == sorted(p.name for p in batched.run_dir.iterdir())
-        for name in ("metrics.csv", "eval.csv"):
+        for name in ("metrics.csv", "eval.csv", "time_grads.csv"):
+            if not (alone.run_dir / name).exists():
+                continue
             expected, got = pd.read_csv(alone.run_dir / name), pd.read_csv(batched.run_dir / name)
             assert list(got.columns) == list(expected.columns)
             pd.testing.assert_frame_equal(got, expected, rtol=1e-9, atol=1e-12, obj=f"{batched.run_dir.name}/{name}")
@@ -76,6 +79,7 @@ def test_srn_runs_match_their_sequential_twins(write_config, tmp_path: Path) -> 
     sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5", "clip.threshold=0.3,none"],
                                              tmp_path)
     assert [o.status for o in vectorized.outcomes] == ["completed"] * 4
+    assert all((outcome.run_dir / "time_grads.csv").exists() for outcome in vectorized.outcomes)
     clipped = pd.read_csv(vectorized.outcomes[0].run_dir / "metrics.csv")
     assert clipped["clipped"].any() and clipped["clip_threshold"].eq(0.3).all()
     assert_twins(sequential, vectorized)
@@ -164,4 +168,16 @@ def test_a_point_that_records_no_norms_batches_with_one_that_does(write_config, 
     sequential, vectorized = sweep_both_ways(path, [], ["record.norms=true,false"], tmp_path)
     recorded, unrecorded = (pd.read_csv(outcome.run_dir / "metrics.csv") for outcome in vectorized.outcomes)
     assert recorded["grad_norm/total"].notna().all() and unrecorded["grad_norm/total"].isna().all()
+    assert_twins(sequential, vectorized)
+
+
+def test_loop_backend_points_recording_time_gradients_train_alone_and_match(write_config, tmp_path: Path) -> None:
+    """The loop backend gives ∂L/∂h_t through hooks, which vmap has not: such points train as `gradexp run`."""
+    path = write_config(model={"backend": "loop"}, train={"dtype": "float64", "epochs": 1})
+    experiments = [build_experiment(load_config(path, [f"optimizer.lr={lr}"])) for lr in (0.05, 0.5)]
+    assert batch_key(experiments[0]) != batch_key(experiments[1])
+    batched = [build_experiment(load_config(path, ["record.time_grads=false", f"optimizer.lr={lr}"]))
+               for lr in (0.05, 0.5)]
+    assert batch_key(batched[0]) == batch_key(batched[1])
+    sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5"], tmp_path)
     assert_twins(sequential, vectorized)

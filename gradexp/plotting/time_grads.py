@@ -1,0 +1,113 @@
+"""time_grads.pdf: where along the sequence a recurrent model's gradient grows or dies, step by step, and why.
+
+‖∂L/∂h_t‖ is a product of T − t factors diag(tanh′)·Uᵀ (Pascanu, Mikolov & Bengio 2013), so it grows or
+shrinks geometrically with the distance from the loss: the heatmap shows it for every recorded step
+(x) and position t (y), the profiles below a few chosen steps on a log axis, and the last panel the
+recurrent matrix's largest singular value with the line σ = 1, below which the gradient must vanish.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from gradexp.plotting.layout import FIGURE_WIDTH, legend_above, panel_grid, unique_handles
+from gradexp.plotting.norms import THRESHOLD_COLOUR, parameter_colour
+from gradexp.plotting.scales import set_log_scale
+from gradexp.recording.layout import SIGMA_PREFIX, STEP, short_parameter_name
+
+# How many steps' profiles the middle panel draws at most.
+PROFILES = 5
+
+
+def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFrame], title: str = "") -> Figure:
+    """The heatmap of log10 ‖∂L/∂h_t‖ over steps and positions, chosen steps' profiles against t, and
+    σ_max of each recurrent matrix per step (when metrics.csv has sigma_max columns) with σ = 1 marked."""
+    sigma_columns = [c for c in metrics.columns if c.startswith(SIGMA_PREFIX)] if metrics is not None else []
+    count = 3 if sigma_columns else 2
+    figure, panels = panel_grid(count, 1, FIGURE_WIDTH, top=0.75, row_gap=0.85, bottom=0.55, left=0.8, right=1.1,
+                                panel_height=2.6)
+    if title:
+        figure.suptitle(title, fontsize="medium", y=1 - 0.08 / figure.get_figheight(), va="top")
+    steps = time_gradients[STEP].to_numpy()
+    norms = time_gradients.drop(columns=STEP).to_numpy(dtype=float)  # (recorded steps, T)
+    _draw_heatmap(figure, panels[0], steps, norms)
+    _draw_profiles(panels[1], steps, norms)
+    if sigma_columns:
+        _draw_sigma(panels[2], metrics, sigma_columns)
+    return figure
+
+
+def _log10(norms: np.ndarray) -> np.ndarray:
+    """log10 of the norms, NaN where a norm is 0 or not finite (the heatmap leaves those cells grey)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log10(norms)
+    return np.where(np.isfinite(logs), logs, np.nan)
+
+
+def _draw_heatmap(figure: Figure, axes, steps: np.ndarray, norms: np.ndarray) -> None:
+    length = norms.shape[1]
+    logs = _log10(norms)
+    # Each recorded step a column as wide as the steps between recordings.
+    width = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
+    image = axes.imshow(np.ma.masked_invalid(logs.T), origin="lower", aspect="auto", interpolation="nearest",
+                        cmap=matplotlib.colormaps["viridis"].with_extremes(bad="0.85"),
+                        extent=(steps[0] - width / 2, steps[-1] + width / 2, 0.5, length + 0.5))
+    axes.set_xlabel("step")
+    axes.set_ylabel(f"position t (loss at t = {length})")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_title("log10 ‖∂L/∂h_t‖, the gradient reaching each hidden state (grey: exactly 0, tanh saturated)",
+                   fontsize="small", y=1.0)
+    box = axes.get_position()
+    colour_axes = figure.add_axes((box.x1 + 0.015, box.y0, 0.02, box.height))
+    figure.colorbar(image, cax=colour_axes).set_label("log10 ‖∂L/∂h_t‖", fontsize="small")
+
+
+def chosen_steps(steps: np.ndarray, norms: np.ndarray) -> list[int]:
+    """Row indices of the steps whose profiles are drawn: the first, the one whose gradient reached the first
+    position strongest (the explosion), the last finite one, and evenly spaced ones between; at most PROFILES."""
+    finite = np.flatnonzero(np.isfinite(norms).all(axis=1))
+    if not len(finite):
+        return []
+    first_position = np.where(np.isfinite(norms[:, 0]), norms[:, 0], -np.inf)
+    picked = {int(finite[0]), int(finite[-1]), int(np.argmax(first_position))}
+    for index in np.linspace(finite[0], finite[-1], PROFILES)[1:-1].round().astype(int):
+        if len(picked) >= PROFILES:
+            break
+        picked.add(int(index))
+    return sorted(picked)
+
+
+def _draw_profiles(axes, steps: np.ndarray, norms: np.ndarray) -> None:
+    positions = np.arange(1, norms.shape[1] + 1)
+    drawn = []
+    for colour, index in enumerate(chosen_steps(steps, norms)):
+        values = np.where(norms[index] > 0, norms[index], np.nan)
+        axes.plot(positions, values, "o-", markersize=3, linewidth=1.1, color=parameter_colour(colour),
+                  label=f"step {steps[index]}")
+        drawn.append(values)
+    axes.set_xlabel("position t")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("‖∂L/∂h_t‖")
+    if drawn:
+        set_log_scale(axes, drawn)
+    legend_above(axes, unique_handles([axes]))
+
+
+def _draw_sigma(axes, metrics: pd.DataFrame, sigma_columns: list[str]) -> None:
+    names = [column[len(SIGMA_PREFIX):] for column in sigma_columns]
+    for index, (column, name) in enumerate(zip(sigma_columns, names)):
+        axes.plot(metrics[STEP], metrics[column], linewidth=1.1, color=parameter_colour(index),
+                  label=f"σ_max({short_parameter_name(name, names)})")
+    axes.axhline(1.0, color=THRESHOLD_COLOUR, linestyle=":", linewidth=1.2, label="σ = 1")
+    axes.set_xlabel("step")
+    axes.set_ylabel("largest singular value")
+    values = metrics[sigma_columns].to_numpy(dtype=float)
+    if np.isfinite(values).any() and np.nanmax(values) / max(np.nanmin(values), 1e-300) > 100:
+        set_log_scale(axes, [values.ravel(), np.array([1.0])])
+    legend_above(axes, unique_handles([axes]))
