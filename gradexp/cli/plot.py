@@ -10,11 +10,11 @@ import click
 from gradexp.cli import reports_errors
 
 
-@click.command("plot", short_help="Plot the gradient norms of a metrics.csv again.")
-@click.argument("metrics_csv", type=click.Path(path_type=Path))
+@click.command("plot", short_help="Plot the gradient norms of a metrics.csv (or a time_grads.csv) again.")
+@click.argument("metrics_csv", metavar="CSV", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Figure to write; the suffix picks the format: .pdf, .png or .svg "
-                   "[default: grad_norms-replot.pdf beside the CSV].")
+                   "[default: grad_norms-replot.pdf, or time_grads-replot.pdf, beside the CSV].")
 @click.option("--params", help="Comma-separated parameters to plot, full names or last component (W,U,b) "
                                 "[default: the run's plotted parameters].")
 @click.option("--steps", type=click.IntRange(min=1), help="Show only the first N steps in the top panel "
@@ -26,11 +26,14 @@ from gradexp.cli import reports_errors
 def command(metrics_csv: Path, output: Optional[Path], params: Optional[str], steps: Optional[int],
             log_y: Optional[bool], force: bool) -> None:
     """Re-plot the gradient norms of any metrics.csv, with the run's own plot and clip settings
-    (config.yaml and summary.json beside the CSV) unless an option overrides them.
+    (config.yaml and summary.json beside the CSV) unless an option overrides them; or the gradients
+    through time of a time_grads.csv (as time_grads.pdf; --params, --steps and --log-y are for a metrics.csv).
 
     Never replaces an existing file (the run's own grad_norms.pdf included) without --force.
 
     Example: gradexp plot runs/srn_explode-20261123-101500/metrics.csv --params W,U,b --steps 40 -o explode40.png
+
+    Example: gradexp plot runs/srn_explode-20261123-101500/time_grads.csv -o where.png
     """
     from gradexp.plotting.runs import replot
 

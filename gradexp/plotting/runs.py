@@ -9,19 +9,20 @@ from typing import Any, Mapping, Optional, Sequence
 import pandas as pd
 
 from gradexp.config.schema import PlotConfig
-from gradexp.errors import DataError, OutputError
+from gradexp.errors import DataError, OptionError, OutputError
 from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import select_parameters
 from gradexp.plotting.output import figure_format, save_figure
 from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
-from gradexp.recording.folder import RunFolder, read_metrics, read_time_gradients
+from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
 from gradexp.recording.layout import (GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, TIME_GRADS, TIME_GRADS_PLOT,
                                       parameter_names)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
+TIME_REPLOT_NAME = "time_grads-replot.pdf"
 
 
 def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], steps: Optional[int] = None,
@@ -59,13 +60,20 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
 
 def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,
            steps: Optional[int] = None, log_y: Optional[bool] = None, force: bool = False) -> Path:
-    """Draw grad_norms_figure of any metrics.csv again; returns the file written.
+    """Draw grad_norms_figure of any metrics.csv again (or time_grads_figure of a time_grads.csv); returns the
+    file written.
 
     Settings not given come from the run folder the CSV sits in: parameters from summary.json's
     plot_parameters, else config.yaml's plot.params, else all; steps and log_y from config.yaml's plot
-    section; the clip threshold from its clip section. The default output, REPLOT_NAME beside the CSV, is
-    a name no run writes, and no existing file is replaced without `force`.
+    section; the clip threshold from its clip section. The default output, REPLOT_NAME (TIME_REPLOT_NAME)
+    beside the CSV, is a name no run writes, and no existing file is replaced without `force`.
     """
+    if is_time_gradients_csv(metrics_csv):
+        given = [name for name, value in (("--params", parameters), ("--steps", steps), ("--log-y", log_y))
+                 if value is not None]
+        if given:
+            raise OptionError(given[0], "applies to a metrics.csv, not to a time_grads.csv")
+        return _replot_time_gradients(metrics_csv, output or metrics_csv.parent / TIME_REPLOT_NAME, force)
     output = output if output is not None else metrics_csv.parent / REPLOT_NAME
     figure_format(output)
     folder = metrics_csv.parent
@@ -78,7 +86,22 @@ def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optiona
     chosen = select_parameters(parameter_names(frame.columns), wanted, str(metrics_csv))
     steps = steps if steps is not None else config.get("plot.steps")
     log_y = log_y if log_y is not None else bool(config.get("plot.log_y", False))
-    if output.exists() and not force:
-        raise OutputError(str(output), "exists; pass --force to replace it, or -o to write another file")
+    _refuse_to_replace(output, force)
     plot_grad_norms(frame, output, chosen, steps, log_y, title=folder.name, clip=clip_section(config))
     return output
+
+
+def _replot_time_gradients(time_csv: Path, output: Path, force: bool) -> Path:
+    """time_grads_figure of a time_grads.csv, with the σ_max columns of the metrics.csv beside it when there is one."""
+    figure_format(output)
+    frame = read_time_gradients(time_csv)
+    metrics = time_csv.parent / METRICS
+    _refuse_to_replace(output, force)
+    save_figure(time_grads_figure(frame, read_metrics(metrics) if metrics.is_file() else None, time_csv.parent.name),
+                output)
+    return output
+
+
+def _refuse_to_replace(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise OutputError(str(output), "exists; pass --force to replace it, or -o to write another file")

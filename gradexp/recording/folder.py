@@ -68,6 +68,16 @@ def read_time_gradients(path: Path) -> pd.DataFrame:
     return frame
 
 
+def is_time_gradients_csv(path: Path) -> bool:
+    """Whether `path` is a CSV whose header is a time_grads.csv's (step, t1, ...), whatever its name."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            header = file.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(header) > 1 and header == time_gradient_columns(len(header) - 1)
+
+
 def is_run_folder(path: Path) -> bool:
     return (path / SUMMARY).is_file() or (path / METRICS).is_file()
 

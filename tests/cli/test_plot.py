@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -123,3 +124,35 @@ def test_a_csv_outside_a_run_folder_plots_every_parameter(tmp_path: Path, drawn:
     assert invoke(tmp_path / "loose.csv", "-o", tmp_path / "loose.png").exit_code == 0
     (figure,) = drawn
     assert labels_of(figure.axes[0]) == ["W", "U", "b"]
+
+
+def write_time_gradients(folder: Path, name: str = "time_grads.csv") -> Path:
+    """A time_grads.csv (step, t1 ... t4) beside the run's metrics.csv, which holds a sigma_max column."""
+    frame = pd.DataFrame({"step": [1, 2, 3], "t1": [1e-3, 0.0, 1e-9], "t2": [1e-2, 1e-4, 1e-6],
+                          "t3": [0.1, 0.01, 1e-3], "t4": [1.0, 1.0, 1.0]})
+    frame.to_csv(folder / name, index=False)
+    metrics = pd.read_csv(folder / "metrics.csv")
+    metrics.assign(**{"sigma_max/rnn_model.U": 1.5}).to_csv(folder / "metrics.csv", index=False)
+    return folder / name
+
+
+@pytest.mark.parametrize("name", ["time_grads.csv", "copy-of-time-gradients.csv"])
+def test_a_time_grads_csv_is_drawn_as_time_grads_pdf_whatever_its_name(tmp_path: Path, name: str,
+                                                                        drawn: list[plt.Figure]) -> None:
+    run = write_run(tmp_path / "run")
+    result = invoke(write_time_gradients(run, name))
+    written = run / run_plots.TIME_REPLOT_NAME
+    assert result.exit_code == 0 and result.output == f"wrote {written}\n"
+    assert run_plots.TIME_REPLOT_NAME not in RUN_FILES
+    (figure,) = drawn
+    heatmap, profiles, sigma = figure.axes[:3]
+    assert heatmap.images[0].get_array().shape == (4, 3)  # positions x steps
+    assert [line.get_label() for line in sigma.get_lines()] == ["σ_max(U)", "σ = 1"]
+
+
+@pytest.mark.parametrize("option", [["--params", "W"], ["--steps", "3"], ["--log-y"]])
+def test_metrics_options_are_refused_for_a_time_grads_csv(tmp_path: Path, option: list[str]) -> None:
+    run = write_run(tmp_path / "run")
+    result = invoke(write_time_gradients(run), *option)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {option[0]}: applies to a metrics.csv, not to a time_grads.csv\n"
