@@ -45,7 +45,7 @@ from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read
                                      run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
                                       TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
-from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
+from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms, update_ratios
 from gradexp.recording.summary import RunSummary
 from gradexp.resume import FORMAT, random_states, read_resume_point, restore_random_states
 from gradexp.threads import torch_threads
@@ -195,12 +195,13 @@ class Training:
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
-        columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters)
+        columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters,
+                                    self.config.record.update_ratio)
         metrics_log = self._open_log(METRICS, columns.header, resume_point)
         time_log = (self._open_log(TIME_GRADS, time_gradient_columns(self.train_split.inputs.shape[1]), resume_point)
                     if experiment.time_gradients is not None else None)
         self.recorder = StepRecorder(metrics_log, experiment.parameter_names, self.config.record.norms,
-                                     experiment.sigma_parameters, time_log)
+                                     experiment.sigma_parameters, time_log, self.config.record.update_ratio)
         named = dict(experiment.model.named_parameters())
         self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
@@ -258,11 +259,13 @@ class Training:
                     outcome = clipper.clip(grads, parameters)
                     after = measure(grads)
                     recurrent = self.recurrent_matrices()
+                    weights = self.weights_before_update()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
                     through_time = time_gradients.norms if time_gradients is not None and time_gradients.enabled \
                         else None
-                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time):
+                    updates = update_ratios(weights, parameters) if weights is not None else None
+                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time, updates):
                         return
                 if not self.end_epoch():
                     return
@@ -295,23 +298,31 @@ class Training:
         """Whether the next step records ‖∂L/∂h_t‖: record.time_grads, at steps 1, 1 + time_every, ..."""
         return self.experiment.time_gradients is not None and self.step % self.config.record.time_every == 0
 
+    def weights_before_update(self) -> Optional[list[torch.Tensor]]:
+        """Before the optimizer step: a copy of every parameter when the run records update ratios (their
+        update_ratios against the weights after the step are complete_step's `updates`)."""
+        if not self.config.record.update_ratio:
+            return None
+        return torch._foreach_mul([parameter.detach() for parameter in self.experiment.parameters], 1.0)  # copies
+
     def recurrent_matrices(self) -> list[torch.Tensor]:
         """Before the optimizer step: a copy of each recurrent matrix whose σ_max the run records, as this step's
         forward used it (complete_step's `recurrent`; a copy is 2 µs, its SVD waits for the flush)."""
         return [parameter.detach().clone() for parameter in self.recurrent_parameters]
 
     def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
-                      lr: float, recurrent: list[torch.Tensor], time_gradients: Optional[torch.Tensor] = None) -> bool:
+                      lr: float, recurrent: list[torch.Tensor], time_gradients: Optional[torch.Tensor] = None,
+                      updates: Optional[torch.Tensor] = None) -> bool:
         """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip;
         `recurrent`: recurrent_matrices before the step; `time_gradients`: ‖∂L/∂h_t‖ when time_gradients_due
-        said so), then flush, evaluate and save a resume point when due.
+        said so; `updates`: update_ratios when recorded), then flush, evaluate and save a resume point when due.
 
         True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
         """
         self.step += 1
         self.batches_done += 1
         self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent,
-                             time_gradients)
+                             time_gradients, updates)
         self.reporter.step_done(self.step)
         return self._end_step()
 

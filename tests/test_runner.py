@@ -32,8 +32,8 @@ def test_run_folder_holds_every_output(write_config, tmp_path: Path) -> None:
     assert result.run_dir.parent == tmp_path / "runs" and result.run_dir.name.startswith("tiny-")
     assert {p.name for p in result.run_dir.iterdir()} == RUN_FILES
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
-    assert list(metrics.columns) == MetricsColumns.of(SRN_PARAMETERS, ["rnn_model.U"]).header
-    assert list(metrics.columns)[-1] == "sigma_max/rnn_model.U"
+    assert list(metrics.columns) == MetricsColumns.of(SRN_PARAMETERS, ["rnn_model.U"], update_ratios=True).header
+    assert list(metrics.columns)[-7:] == ["sigma_max/rnn_model.U"] + [f"update_ratio/{p}" for p in SRN_PARAMETERS]
     assert list(metrics["step"]) == list(range(1, 11))  # 300 examples / 64 = 5 steps an epoch, 2 epochs
     assert list(metrics["epoch"]) == [1] * 5 + [2] * 5
     evaluations = pd.read_csv(result.run_dir / "eval.csv")
@@ -68,6 +68,10 @@ def test_recorded_norms_are_the_true_gradient_norms(write_config, tmp_path: Path
     norms = {name: float(p.grad.norm()) for name, p in experiment.model.named_parameters()}
     for name, value in norms.items():
         assert first[f"grad_norm/{name}"] == pytest.approx(value, rel=1e-6)
+    # plain SGD, no clipping: the first update is -lr g, so ‖Δθ‖/‖θ‖ = lr ‖g‖ / ‖θ‖ of the initial weights
+    for name, parameter in experiment.model.named_parameters():
+        expected = 0.05 * norms[name] / float(parameter.detach().double().norm())
+        assert first[f"update_ratio/{name}"] == pytest.approx(expected, rel=1e-5), name
     assert first["grad_norm/total"] == pytest.approx(math.sqrt(sum(v * v for v in norms.values())), rel=1e-6)
 
 

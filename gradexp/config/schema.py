@@ -55,6 +55,10 @@ class RecordConfig:
     time_grads: bool = True
     # Steps between time-gradient recordings: steps 1, 1 + time_every, 1 + 2 time_every, ...
     time_every: Annotated[int, Range(ge=1, le=1_000_000)] = 1
+    # ‖Δθ‖/‖θ‖ of every parameter each step (metrics.csv's update_ratio/<parameter>): the step's actual update,
+    # after clipping and the optimizer, against the weights it changed. Too small, the weights are frozen;
+    # too large, training is unstable.
+    update_ratio: bool = True
     # The largest singular value of each recurrent matrix (the SRN's U) each step: metrics.csv's
     # sigma_max/<parameter> columns. With tanh, below 1 the gradient through time must vanish; explosion needs
     # it above 1 (Pascanu, Mikolov & Bengio 2013).

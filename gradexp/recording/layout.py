@@ -9,6 +9,8 @@ metrics.csv, one row per step:
                                                       clip changed a gradient
     sigma_max/<parameter>...                          the largest singular value of each recurrent matrix
                                                       as the step's forward used it (record.sigma_max)
+    update_ratio/<parameter>...                       ‖Δθ‖/‖θ‖ of each parameter: the step's update against
+                                                      the weights before it (record.update_ratio)
 
 eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
 
@@ -45,6 +47,7 @@ TOTAL = "total"
 STEP, EPOCH, LOSS, LR = "step", "epoch", "loss", "lr"
 CLIP_THRESHOLD, CLIPPED = "clip_threshold", "clipped"
 SIGMA_PREFIX = "sigma_max/"
+UPDATE_PREFIX = "update_ratio/"
 TIME_PREFIX = "t"
 SPLIT = "split"
 
@@ -55,28 +58,32 @@ class MetricsColumns:
 
     A row's numeric block (what StepRecorder computes) is the row without step, epoch and lr:
     loss, the norms before clipping (k + total), after clipping (k + total), threshold, clipped, and the
-    largest singular value of each of the r `sigma_parameters`.
+    largest singular value of each of the r `sigma_parameters`, and with `update_ratios` every parameter's
+    update ratio (k).
     """
 
     parameters: tuple[str, ...]
     sigma_parameters: tuple[str, ...] = ()
+    update_ratios: bool = False
 
     @classmethod
-    def of(cls, parameters: Sequence[str], sigma_parameters: Sequence[str] = ()) -> "MetricsColumns":
-        return cls(tuple(parameters), tuple(sigma_parameters))
+    def of(cls, parameters: Sequence[str], sigma_parameters: Sequence[str] = (), update_ratios: bool = False
+           ) -> "MetricsColumns":
+        return cls(tuple(parameters), tuple(sigma_parameters), update_ratios)
 
     @property
     def header(self) -> list[str]:
         names = [*self.parameters, TOTAL]
         return ([STEP, EPOCH, LOSS, LR] + [GRAD_PREFIX + name for name in names]
                 + [CLIPPED_PREFIX + name for name in names] + [CLIP_THRESHOLD, CLIPPED]
-                + [SIGMA_PREFIX + name for name in self.sigma_parameters])
+                + [SIGMA_PREFIX + name for name in self.sigma_parameters]
+                + [UPDATE_PREFIX + name for name in self.parameters if self.update_ratios])
 
     # The numeric block, one row per step: loss | before (k) | before total | after (k) | after total |
-    # threshold | clipped | sigma (r). These name its parts; nothing else indexes it.
+    # threshold | clipped | sigma (r) | update ratios (k or 0). These name its parts; nothing else indexes it.
     @property
     def block_width(self) -> int:
-        return 2 * len(self.parameters) + 5 + len(self.sigma_parameters)
+        return self.block_updates.stop
 
     @property
     def block_loss(self) -> int:
@@ -108,14 +115,20 @@ class MetricsColumns:
 
     @property
     def block_sigma(self) -> slice:
-        return slice(2 * len(self.parameters) + 5, self.block_width)
+        start = 2 * len(self.parameters) + 5
+        return slice(start, start + len(self.sigma_parameters))
+
+    @property
+    def block_updates(self) -> slice:
+        start = self.block_sigma.stop
+        return slice(start, start + len(self.parameters) * self.update_ratios)
 
     def row(self, step: int, epoch: int, lr: float, block_row: Sequence[float]) -> list:
         """A metrics.csv row from a block row: the threshold empty where there was none (NaN), clipped 0 or 1."""
         threshold, clipped = block_row[self.block_threshold], block_row[self.block_clipped]
         return [step, epoch, block_row[self.block_loss], lr, *block_row[self.block_before],
                 *block_row[self.block_after], None if math.isnan(threshold) else threshold, int(clipped),
-                *block_row[self.block_sigma]]
+                *block_row[self.block_sigma], *block_row[self.block_updates]]
 
     def block_row(self, row: Sequence[str]) -> list[float]:
         """The inverse of `row`, from a metrics.csv row's texts (empty cells are NaN)."""

@@ -32,6 +32,14 @@ def largest_singular_values(matrices: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(values).double()
 
 
+def update_ratios(before: list[torch.Tensor], after: list[torch.Tensor]) -> torch.Tensor:
+    """‖after − before‖ / ‖before‖ of every parameter, one device vector (k,) in float64 (inf for a parameter
+    that was all zeros and moved, NaN for one that stayed zero)."""
+    moved = torch._foreach_sub([tensor.detach() for tensor in after], before)
+    return (torch.stack(torch._foreach_norm(moved, 2.0, dtype=torch.float64))
+            / torch.stack(torch._foreach_norm(before, 2.0, dtype=torch.float64)))
+
+
 def gradient_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     """L2 norm of every gradient tensor, as one device vector (k,); the norm of all of them comes at flush.
 
@@ -62,23 +70,28 @@ class StepRecorder:
     sigma_parameters: list[str] = field(default_factory=list)
     # time_grads.csv, for a run that records ‖∂L/∂h_t‖ (record.time_grads).
     time_log: Optional[CsvLog] = None
+    # update_ratio/<parameter> for every parameter (record.update_ratio).
+    records_update_ratios: bool = False
     _time_rows: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
-    _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], [], []))
     _recurrent: list[Sequence[torch.Tensor]] = field(default_factory=list)
     _blocks: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.columns = MetricsColumns.of(self.parameter_names, self.sigma_parameters)
+        self.columns = MetricsColumns.of(self.parameter_names, self.sigma_parameters, self.records_update_ratios)
 
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
                after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor,
-               recurrent: Sequence[torch.Tensor], time_gradients: Optional[torch.Tensor] = None) -> None:
+               recurrent: Sequence[torch.Tensor], time_gradients: Optional[torch.Tensor] = None,
+               updates: Optional[torch.Tensor] = None) -> None:
         """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip; `recurrent`: a copy
         of each of the r sigma_parameters as the step's forward used them (their σ_max is computed at flush,
-        all the steps' at once); `time_gradients`: ‖∂L/∂h_t‖ for t = 1..T, at the steps that record them."""
+        all the steps' at once); `time_gradients`: ‖∂L/∂h_t‖ for t = 1..T, at the steps that record them;
+        `updates`: the k update_ratios, when recorded."""
         self._host_columns.append((step, epoch, lr))
-        for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped)):
+        updates = updates if updates is not None else before.new_empty(0)
+        for column, value in zip(self._device_columns, (loss.detach(), before, after, threshold, clipped, updates)):
             column.append(value)
         self._recurrent.append(recurrent)
         if time_gradients is not None:
@@ -92,7 +105,7 @@ class StepRecorder:
         """Write the buffered rows (one device-to-host copy); stop at the first non-finite one."""
         if not self._host_columns:
             return None
-        losses, before, after, thresholds, clipped = (torch.stack(column) for column in self._device_columns)
+        losses, before, after, thresholds, clipped, updates = (torch.stack(column) for column in self._device_columns)
         # (steps, r): each recurrent matrix's σ_max at every pending step, one batched SVD per matrix
         sigma = (largest_singular_values([torch.stack(matrices) for matrices in zip(*self._recurrent)]).t()
                  if self.sigma_parameters else losses.new_empty(len(losses), 0))
@@ -101,7 +114,7 @@ class StepRecorder:
             losses.double()[:, None],
             before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
             after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
-            thresholds.double()[:, None], clipped.double()[:, None], sigma.double(),
+            thresholds.double()[:, None], clipped.double()[:, None], sigma.double(), updates,
         ], dim=1).cpu().numpy()
         host = self._host_columns
         self._host_columns = []
