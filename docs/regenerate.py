@@ -436,6 +436,28 @@ def e2_loss(session: Session) -> str:
     return "\n".join(table)
 
 
+@scene("time-grads")
+def time_grads(session: Session) -> str:
+    """E1 without and with clipping: the gradient reaching the first and the last position, and σ_max(U)."""
+    configs = ["srn_explode", "srn_clip"]
+    session.run_shipped(configs)
+    table = ["| config | step | ‖∂L/∂h_1‖ | ‖∂L/∂h_20‖ | h_1 / h_20 | σ_max(U) |", "|---|---|---|---|---|---|"]
+    for name in configs:
+        folder = session.workspace("shipped") / session.run_folder(name)
+        with open(folder / "time_grads.csv", encoding="utf-8", newline="") as handle:
+            through_time = {int(row["step"]): row for row in csv.DictReader(handle)}
+        with open(folder / "metrics.csv", encoding="utf-8", newline="") as handle:
+            sigma = {int(row["step"]): row["sigma_max/rnn_model.U"] for row in csv.DictReader(handle)}
+        for step in (1, 2, 3, 10, 50, 250):
+            if step not in through_time:
+                continue
+            first, last = float(through_time[step]["t1"]), float(through_time[step]["t20"])
+            ratio = f"{first / last:.3g}" if last else "n/a"
+            table.append(f"| `{name}` | {step} | {number_text(str(first), 3)} | {number_text(str(last), 3)} | "
+                         f"{ratio} | {number_text(sigma[step], 3)} |")
+    return "\n".join(table)
+
+
 @scene("e5-compare")
 def e5_compare(session: Session) -> str:
     session.run_shipped(["deep_sigmoid", "deep_sigmoid_xavier", "deep_sigmoid_batchnorm"])

@@ -303,7 +303,7 @@ class Training:
         update_ratios against the weights after the step are complete_step's `updates`)."""
         if not self.config.record.update_ratio:
             return None
-        return torch._foreach_mul([parameter.detach() for parameter in self.experiment.parameters], 1.0)  # copies
+        return [parameter.detach().clone() for parameter in self.experiment.parameters]
 
     def recurrent_matrices(self) -> list[torch.Tensor]:
         """Before the optimizer step: a copy of each recurrent matrix whose σ_max the run records, as this step's
