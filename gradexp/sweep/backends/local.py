@@ -14,6 +14,7 @@ the sweep's process alone lets running points finish.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
 import signal
@@ -75,22 +76,18 @@ def _run_drawing_aside(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sw
                        stop: StopRequests, record: Callable[..., None]) -> None:
     """One point at a time, each one's plots drawn in FigureWorkers (one per core) while the next trains.
 
-    A point is recorded once its summary.json is written, after its plots: its folder is complete then. At
-    most two drawings per worker wait, so a sweep whose drawing is slower than its training holds few
-    finished runs in memory. Points that share their data (data section and seed) build it once.
+    A point is recorded once its summary.json is written, after its plots: its folder is complete then; and
+    in the order the points trained, so the progress lines come in order. At most two drawings per worker
+    wait, so a sweep whose drawing is slower than its training holds few finished runs in memory. Points
+    that share their data (data section and seed) build it once.
     """
     datasets = DatasetCache(capacity=len({point.seed for point, _ in points}))
-    waiting: dict[concurrent.futures.Future, tuple[SweepPoint, ConcludedPoint]] = {}
+    waiting: collections.deque[tuple[concurrent.futures.Future, SweepPoint, ConcludedPoint]] = collections.deque()
 
     def record_drawn(at_most_waiting: int) -> None:
-        while waiting:
-            done, _ = concurrent.futures.wait(waiting, timeout=0 if len(waiting) <= at_most_waiting else None,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            if not done:
-                return
-            for future in sorted(done, key=lambda future: waiting[future][0].index):
-                point, trained = waiting.pop(future)
-                record(point, *finish_point(trained, future.result))
+        while waiting and (waiting[0][0].done() or len(waiting) > at_most_waiting):
+            future, point, trained = waiting.popleft()
+            record(point, *finish_point(trained, future.result))
 
     processes = usable_cores()
     with FigureWorkers(processes) as figures:
@@ -101,7 +98,7 @@ def _run_drawing_aside(points: Sequence[tuple[SweepPoint, ExperimentConfig]], sw
             if not isinstance(trained, ConcludedPoint):
                 record(point, *trained)
                 continue
-            waiting[figures.submit(*trained.training.plot_arguments())] = (point, trained)
+            waiting.append((figures.submit(*trained.training.plot_arguments()), point, trained))
             record_drawn(at_most_waiting=2 * processes)
             if trained.status == INTERRUPTED:
                 break
