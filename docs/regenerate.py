@@ -458,6 +458,15 @@ def time_grads(session: Session) -> str:
     return "\n".join(table)
 
 
+@scene("depth-ratio")
+def depth_ratio(session: Session) -> str:
+    runs = ["deep_sigmoid", "deep_sigmoid_xavier", "deep_sigmoid_batchnorm"]
+    session.run_shipped(runs)
+    compared = session.run("shipped", "compare", *[session.run_folder(name) for name in runs], "--columns",
+                           "run,model.init,model.batch_norm,test accuracy,depth ratio", "--out", "runs/compare-depth")
+    return text_block(compared.transcript())
+
+
 @scene("e5-compare")
 def e5_compare(session: Session) -> str:
     session.run_shipped(["deep_sigmoid", "deep_sigmoid_xavier", "deep_sigmoid_batchnorm"])

@@ -55,6 +55,14 @@ class Experiment:
         return list(self.model.recurrent_parameters) if self.config.record.sigma_max else []
 
     @property
+    def depth_layers(self) -> list[str]:
+        """The first and the last layer of a feed-forward stack, whose gradient norms' ratio the run records
+        (record.depth_ratio; none without the norms it is computed from)."""
+        layers = list(self.model.layer_parameters)
+        recorded = self.config.record.depth_ratio and self.config.record.norms and len(layers) >= 2
+        return [layers[0], layers[-1]] if recorded else []
+
+    @property
     def plot_parameters(self) -> list[str]:
         """The parameters the run's figures show and its summary lists: plot.params, else the model's choice
         (W, U, b for the SRN; every model declares one, see models.base.Model)."""

@@ -196,12 +196,13 @@ class Training:
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
         columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters,
-                                    self.config.record.update_ratio)
+                                    self.config.record.update_ratio, experiment.depth_layers)
         metrics_log = self._open_log(METRICS, columns.header, resume_point)
         time_log = (self._open_log(TIME_GRADS, time_gradient_columns(self.train_split.inputs.shape[1]), resume_point)
                     if experiment.time_gradients is not None else None)
         self.recorder = StepRecorder(metrics_log, experiment.parameter_names, self.config.record.norms,
-                                     experiment.sigma_parameters, time_log, self.config.record.update_ratio)
+                                     experiment.sigma_parameters, time_log, self.config.record.update_ratio,
+                                     experiment.depth_layers)
         named = dict(experiment.model.named_parameters())
         self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)

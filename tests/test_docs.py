@@ -78,7 +78,7 @@ def assert_same_columns(file: str, documented: list[str], real: list[str]) -> No
 def test_metrics_csv_columns_are_documented() -> None:
     parameters = ["embedding.weight", "rnn_model.W"]
     documented = expanded(documented_columns("metrics.csv"), {"<parameter>": parameters})
-    assert_same_columns("metrics.csv", documented, MetricsColumns.of(parameters, parameters, update_ratios=True).header)
+    assert_same_columns("metrics.csv", documented, MetricsColumns.of(parameters, parameters, update_ratios=True, depth_layers=parameters).header)
 
 
 def test_time_grads_csv_columns_are_documented() -> None:

@@ -253,3 +253,28 @@ def test_the_fused_backend_recording_time_gradients_is_a_config_error(write_conf
     with pytest.raises(ConfigError, match=r"tiny.yaml: record.time_grads: model.backend fused .* bptt or loop"):
         build_experiment(load_config(write_config(model={"backend": "fused"})))
     build_experiment(load_config(write_config(model={"backend": "fused"}, record={"time_grads": False})))
+
+
+def test_depth_ratio_is_the_first_layers_norm_over_the_last_and_fades_as_seed_003_says(tmp_path: Path) -> None:
+    """E5's three stacks, two epochs each: the default stack's first layer gets a tiny fraction of the last
+    layer's gradient, Xavier initialisation more, batch normalisation the most (seed 003)."""
+    medians = {}
+    for name in ("deep_sigmoid", "deep_sigmoid_xavier", "deep_sigmoid_batchnorm"):
+        result = run(load_config(CONFIGS / f"{name}.yaml", ["train.epochs=2"]), tmp_path / name)
+        metrics = pd.read_csv(result.run_dir / "metrics.csv")
+        expected = metrics["grad_norm/layers.0.weight"] / metrics["grad_norm/layers.5.weight"]
+        assert metrics["depth_ratio"].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-9)
+        assert result.summary.median_depth_ratio == pytest.approx(float(np.median(metrics["depth_ratio"])))
+        assert (result.run_dir / "grad_flow.pdf").read_bytes().startswith(b"%PDF")
+        medians[name] = result.summary.median_depth_ratio
+    assert medians["deep_sigmoid"] < 0.01 < medians["deep_sigmoid_batchnorm"]
+    assert medians["deep_sigmoid"] < medians["deep_sigmoid_xavier"] < medians["deep_sigmoid_batchnorm"]
+
+
+def test_no_depth_ratio_for_a_recurrent_model_or_when_switched_off(write_config, tmp_path: Path) -> None:
+    srn = run_tiny(write_config, tmp_path)
+    off = run(load_config(CONFIGS / "deep_sigmoid.yaml", ["train.epochs=1", "record.depth_ratio=false"]),
+              tmp_path / "off")
+    for result in (srn, off):
+        assert "depth_ratio" not in pd.read_csv(result.run_dir / "metrics.csv").columns
+        assert result.summary.median_depth_ratio is None and not (result.run_dir / "grad_flow.pdf").exists()

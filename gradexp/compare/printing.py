@@ -26,8 +26,9 @@ GAP = "  "
 # The compact layout's column groups, from the last to give way to the first when the table is wider than the
 # terminal; within a group the rightmost column goes first. "config detail": a field only some runs set, to one
 # value wherever set (clip.eps beside clip.mode: agc), which follows from a field that differs.
-KEEP_ORDER = ("run", "status", "explosion", "test metric", "clipped", "total max", "config", "time", "dev metric",
-              "dev loss", "parameter max", "config detail")
+# A feed-forward stack's depth ratio (only its runs have one) before the clip columns: it is their story.
+KEEP_ORDER = ("run", "status", "explosion", "test metric", "depth ratio", "clipped", "total max", "config", "time",
+              "dev metric", "dev loss", "parameter max", "config detail")
 # Config keys that name a section's component: the compact layout heads them by the section (clip.mode -> clip).
 COMPONENT_KEYS = ("mode", "name")
 # A config value longer than this is cut in the middle in the compact layout.
@@ -103,7 +104,12 @@ def compact_columns(table: ComparisonTable) -> list[tuple[str, Column]]:
         chosen.append(("dev loss", loss))
     chosen += [("parameter max", by_key[f"max_grad_norm/{name}"]) for name in table.parameters if name != "total"]
     chosen += [("total max", by_key["max_grad_norm/total"]), ("explosion", by_key["first_explosion_step"]),
-               ("clipped", by_key["clip_fraction"]), ("time", by_key["seconds"])]
+               ("clipped", by_key["clip_fraction"])]
+    # Feed-forward stacks' runs (seed 003): how far the first layer's gradient falls below the last's.
+    depth = by_key["median_depth_ratio"]
+    if any(cell is not None for cell in depth.cells):
+        chosen.append(("depth ratio", depth))
+    chosen.append(("time", by_key["seconds"]))
     return chosen
 
 

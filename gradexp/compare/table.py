@@ -103,6 +103,8 @@ def build_table(runs: Sequence[RunFolder], metric: Optional[str] = None, explode
                lambda name: short_parameter_name(name, every_parameter) if name in every_parameter else name),
         Column("final_loss", "final loss", [summary.final_loss for summary in summaries], number_text, True),
         Column("clip_fraction", "clipped", [clip_fraction(run) for run in runs], lambda value: f"{value:.1%}", True),
+        Column("median_depth_ratio", "depth ratio", [summary.median_depth_ratio for summary in summaries], number_text,
+               True),
         Column("seconds", "time", [run.summary.seconds if run.summary else None for run in runs],
                lambda value: f"{value:.1f}s", True),
     ]

@@ -59,6 +59,9 @@ class RecordConfig:
     # after clipping and the optimizer, against the weights it changed. Too small, the weights are frozen;
     # too large, training is unstable.
     update_ratio: bool = True
+    # ‖g_first layer‖ / ‖g_last layer‖ of a feed-forward stack's weight gradients each step (metrics.csv's
+    # depth_ratio; grad_flow.pdf): far below 1, the early layers' gradients vanish. Needs `norms`.
+    depth_ratio: bool = True
     # The largest singular value of each recurrent matrix (the SRN's U) each step: metrics.csv's
     # sigma_max/<parameter> columns. With tanh, below 1 the gradient through time must vanish; explosion needs
     # it above 1 (Pascanu, Mikolov & Bengio 2013).

@@ -3,7 +3,8 @@
 A builder takes the DataSpec positionally and its config keys as keyword-only arguments, and
 returns an `nn.Module` whose `forward(inputs)` gives logits (classification) or predictions, and
 which is a `gradexp.models.base.Model`: it declares `default_plot_parameters` (the parameter names its
-gradient-norm plot shows by default), `recurrent_parameters` (its recurrent matrices) and `output_axes` (for parameters not laid out as torch's layers
+gradient-norm plot shows by default), `recurrent_parameters` (its recurrent matrices), `layer_parameters` (a
+feed-forward stack's layer weights) and `output_axes` (for parameters not laid out as torch's layers
 lay theirs, e.g. `{"rnn_model.W": 1}`, the axis that indexes output units, for unit-wise clip rules: agc).
 """
 

@@ -22,6 +22,9 @@ class Model(Protocol):
         says whether gradients through time can explode or must vanish (record.sigma_max); none for a
         feed-forward model. A model that has some also has `record_time_gradients()`, which returns the
         TimeGradients its backward fills (or raises ConfigError when its backend cannot).
+    layer_parameters: for a feed-forward stack, each layer's weight from the input to the output, whose
+        gradient norms show a gradient vanishing through depth (metrics.csv's depth_ratio, grad_flow.pdf);
+        none for a recurrent model.
     output_axes: for each parameter (dotted name) of two or more dimensions that is not the weight of one of
         torch's own layers (nn.Linear, nn.Conv*, nn.Embedding: see gradexp.clipping.agc), the axis that
         indexes its output units; agc normalises each unit over the other axes. E.g. the SRN stores W as
@@ -30,6 +33,7 @@ class Model(Protocol):
 
     default_plot_parameters: Sequence[str]
     recurrent_parameters: Sequence[str]
+    layer_parameters: Sequence[str]
     output_axes: Mapping[str, int]
 
 

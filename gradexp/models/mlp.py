@@ -84,6 +84,7 @@ class MLP(nn.Module):
         # One weight tensor per layer: the grad-norm plot then shows the norms from the first layer to the last.
         self.default_plot_parameters = tuple(f"layers.{index}.weight" for index in range(len(self.layers)))
         self.recurrent_parameters = ()
+        self.layer_parameters = self.default_plot_parameters
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = inputs.flatten(1)

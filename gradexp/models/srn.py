@@ -142,6 +142,7 @@ class SequenceClassifier(nn.Module):
     # classifier are torch's own layers, whose units agc knows).
     default_plot_parameters = ("rnn_model.W", "rnn_model.U", "rnn_model.b")
     recurrent_parameters = ("rnn_model.U",)
+    layer_parameters = ()
     output_axes = {f"rnn_model.{name}": axis for name, axis in SRN.output_axes.items()}
 
     def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from gradexp.config.schema import PlotConfig
 from gradexp.errors import DataError, OptionError, OutputError
+from gradexp.plotting.grad_flow import grad_flow_figure
 from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import select_parameters
@@ -17,8 +18,8 @@ from gradexp.plotting.output import figure_format, save_figure
 from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
-from gradexp.recording.layout import (GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, TIME_GRADS, TIME_GRADS_PLOT,
-                                      parameter_names)
+from gradexp.recording.layout import (DEPTH_RATIO, GRAD_FLOW_PLOT, GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, TIME_GRADS,
+                                      TIME_GRADS_PLOT, parameter_names)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -38,8 +39,9 @@ def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: P
 
 
 def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:
-    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode), and
-    time_grads.pdf from its time_grads.csv (a recurrent model's run)."""
+    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode);
+    time_grads.pdf from its time_grads.csv (a recurrent model's run); grad_flow.pdf of the plotted parameters
+    (by default each layer's weight) for a feed-forward stack's run (metrics.csv has depth_ratio)."""
     record = RunFolder.read(run_dir)
     if record.metrics is None:
         raise DataError(str(run_dir / METRICS), "no such file")
@@ -56,6 +58,8 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
     if (run_dir / TIME_GRADS).is_file():
         save_figure(time_grads_figure(read_time_gradients(run_dir / TIME_GRADS), frame, run_dir.name),
                     run_dir / TIME_GRADS_PLOT)
+    if DEPTH_RATIO in frame.columns:
+        save_figure(grad_flow_figure(frame, chosen, run_dir.name), run_dir / GRAD_FLOW_PLOT)
 
 
 def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,

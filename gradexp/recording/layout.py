@@ -11,6 +11,8 @@ metrics.csv, one row per step:
                                                       as the step's forward used it (record.sigma_max)
     update_ratio/<parameter>...                       ‖Δθ‖/‖θ‖ of each parameter: the step's update against
                                                       the weights before it (record.update_ratio)
+    depth_ratio                                       a feed-forward stack's first layer's pre-clip weight
+                                                      gradient norm over its last layer's (record.depth_ratio)
 
 eval.csv, one row per evaluation: step, epoch, split (dev or test), loss, <the task's metric>.
 
@@ -35,11 +37,12 @@ GRAD_NORMS_PLOT = "grad_norms.pdf"
 LOSS_PLOT = "loss.pdf"
 TIME_GRADS = "time_grads.csv"
 TIME_GRADS_PLOT = "time_grads.pdf"
+GRAD_FLOW_PLOT = "grad_flow.pdf"
 BEST_CHECKPOINT = "best.pt"
 RESUME_POINT = "last.pt"
 # Every file a run writes; a command that writes beside a run's files never takes one of these names.
 RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT,
-             TIME_GRADS, TIME_GRADS_PLOT)
+             TIME_GRADS, TIME_GRADS_PLOT, GRAD_FLOW_PLOT)
 
 GRAD_PREFIX = "grad_norm/"
 CLIPPED_PREFIX = "clipped_norm/"
@@ -48,6 +51,7 @@ STEP, EPOCH, LOSS, LR = "step", "epoch", "loss", "lr"
 CLIP_THRESHOLD, CLIPPED = "clip_threshold", "clipped"
 SIGMA_PREFIX = "sigma_max/"
 UPDATE_PREFIX = "update_ratio/"
+DEPTH_RATIO = "depth_ratio"
 TIME_PREFIX = "t"
 SPLIT = "split"
 
@@ -58,18 +62,19 @@ class MetricsColumns:
 
     A row's numeric block (what StepRecorder computes) is the row without step, epoch and lr:
     loss, the norms before clipping (k + total), after clipping (k + total), threshold, clipped, and the
-    largest singular value of each of the r `sigma_parameters`, and with `update_ratios` every parameter's
-    update ratio (k).
+    largest singular value of each of the r `sigma_parameters`, with `update_ratios` every parameter's
+    update ratio (k), and with `depth_layers` (first, last) the ratio of their norms before clipping.
     """
 
     parameters: tuple[str, ...]
     sigma_parameters: tuple[str, ...] = ()
     update_ratios: bool = False
+    depth_layers: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, parameters: Sequence[str], sigma_parameters: Sequence[str] = (), update_ratios: bool = False
-           ) -> "MetricsColumns":
-        return cls(tuple(parameters), tuple(sigma_parameters), update_ratios)
+    def of(cls, parameters: Sequence[str], sigma_parameters: Sequence[str] = (), update_ratios: bool = False,
+           depth_layers: Sequence[str] = ()) -> "MetricsColumns":
+        return cls(tuple(parameters), tuple(sigma_parameters), update_ratios, tuple(depth_layers))
 
     @property
     def header(self) -> list[str]:
@@ -77,13 +82,15 @@ class MetricsColumns:
         return ([STEP, EPOCH, LOSS, LR] + [GRAD_PREFIX + name for name in names]
                 + [CLIPPED_PREFIX + name for name in names] + [CLIP_THRESHOLD, CLIPPED]
                 + [SIGMA_PREFIX + name for name in self.sigma_parameters]
-                + [UPDATE_PREFIX + name for name in self.parameters if self.update_ratios])
+                + [UPDATE_PREFIX + name for name in self.parameters if self.update_ratios]
+                + [DEPTH_RATIO] * bool(self.depth_layers))
 
     # The numeric block, one row per step: loss | before (k) | before total | after (k) | after total |
-    # threshold | clipped | sigma (r) | update ratios (k or 0). These name its parts; nothing else indexes it.
+    # threshold | clipped | sigma (r) | update ratios (k or 0) | depth ratio (1 or 0). These name its parts;
+    # nothing else indexes it.
     @property
     def block_width(self) -> int:
-        return self.block_updates.stop
+        return self.block_depth.stop
 
     @property
     def block_loss(self) -> int:
@@ -123,12 +130,16 @@ class MetricsColumns:
         start = self.block_sigma.stop
         return slice(start, start + len(self.parameters) * self.update_ratios)
 
+    @property
+    def block_depth(self) -> slice:
+        return slice(self.block_updates.stop, self.block_updates.stop + bool(self.depth_layers))
+
     def row(self, step: int, epoch: int, lr: float, block_row: Sequence[float]) -> list:
         """A metrics.csv row from a block row: the threshold empty where there was none (NaN), clipped 0 or 1."""
         threshold, clipped = block_row[self.block_threshold], block_row[self.block_clipped]
         return [step, epoch, block_row[self.block_loss], lr, *block_row[self.block_before],
                 *block_row[self.block_after], None if math.isnan(threshold) else threshold, int(clipped),
-                *block_row[self.block_sigma], *block_row[self.block_updates]]
+                *block_row[self.block_sigma], *block_row[self.block_updates], *block_row[self.block_depth]]
 
     def block_row(self, row: Sequence[str]) -> list[float]:
         """The inverse of `row`, from a metrics.csv row's texts (empty cells are NaN)."""

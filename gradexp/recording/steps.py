@@ -77,6 +77,8 @@ class StepRecorder:
     time_log: Optional[CsvLog] = None
     # update_ratio/<parameter> for every parameter (record.update_ratio).
     records_update_ratios: bool = False
+    # The first and last layer whose pre-clip norms' ratio is metrics.csv's depth_ratio (record.depth_ratio).
+    depth_layers: list[str] = field(default_factory=list)
     _time_rows: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
     _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], [], []))
@@ -84,7 +86,8 @@ class StepRecorder:
     _blocks: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.columns = MetricsColumns.of(self.parameter_names, self.sigma_parameters, self.records_update_ratios)
+        self.columns = MetricsColumns.of(self.parameter_names, self.sigma_parameters, self.records_update_ratios,
+                                         self.depth_layers)
 
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
                after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor,
@@ -120,6 +123,7 @@ class StepRecorder:
             before, torch.linalg.vector_norm(before, dim=1, keepdim=True),
             after, torch.linalg.vector_norm(after, dim=1, keepdim=True),
             thresholds.double()[:, None], clipped.double()[:, None], sigma.double(), updates,
+            self._depth_ratios(before),
         ], dim=1).cpu().numpy()
         host = self._host_columns
         self._host_columns = []
@@ -137,6 +141,13 @@ class StepRecorder:
         self.log.flush()
         self._flush_time_rows(last_step=host[-1][0])
         return divergence
+
+    def _depth_ratios(self, before: torch.Tensor) -> torch.Tensor:
+        """(steps, 1): the first layer's norm over the last's, from the pre-clip norms; (steps, 0) without."""
+        if not self.depth_layers:
+            return before.new_empty(len(before), 0)
+        first, last = (self.parameter_names.index(name) for name in self.depth_layers)
+        return (before[:, first] / before[:, last])[:, None]
 
     def sync(self) -> None:
         """Have the disk hold every row written (CsvLog.sync), of metrics.csv and time_grads.csv."""
@@ -198,7 +209,7 @@ class StepRecorder:
         names = self.parameter_names + [TOTAL]
         if not self._blocks:
             return {"max_grad_norm": {}, "median_grad_norm": {}, "max_clipped_norm": {}, "clip_fraction": None,
-                    "final_loss": None}
+                    "median_depth_ratio": None, "final_loss": None}
         block = np.concatenate(self._blocks)
         before, after = block[:, self.columns.block_before], block[:, self.columns.block_after]
 
@@ -206,10 +217,12 @@ class StepRecorder:
             finite = values[np.isfinite(values)]
             return float(reduce(finite)) if len(finite) else None
 
+        depth = block[:, self.columns.block_depth]
         return {
             "max_grad_norm": {n: finite_stat(before[:, i], np.max) for i, n in enumerate(names)},
             "median_grad_norm": {n: finite_stat(before[:, i], np.median) for i, n in enumerate(names)},
             "max_clipped_norm": {n: finite_stat(after[:, i], np.max) for i, n in enumerate(names)},
             "clip_fraction": float(block[:, self.columns.block_clipped].mean()),
+            "median_depth_ratio": finite_stat(depth.ravel(), np.median) if depth.size else None,
             "final_loss": float(block[-1, self.columns.block_loss]),
         }

@@ -50,6 +50,9 @@ class RunSummary:
     max_clipped_norm: dict[str, Optional[Number]] = field(default_factory=dict)
     # the share of steps in which clipping changed the gradient
     clip_fraction: Optional[float] = None
+    # a feed-forward stack's median over the steps of ‖g_first layer‖ / ‖g_last layer‖ (metrics.csv's
+    # depth_ratio); None for other models
+    median_depth_ratio: Optional[float] = None
     final_loss: Optional[float] = None
     parameters: list[str] = field(default_factory=list)
     plot_parameters: list[str] = field(default_factory=list)
@@ -132,6 +135,6 @@ _READERS = {
     "diverged_at_step": _whole, "diverged_parameter": _text, "early_stopped": _flag, "steps": _whole,
     "epochs": _whole, "seconds": number, "metric": _text, "best_dev": _numbers, "test": _numbers,
     "test_model": _text, "max_grad_norm": _numbers, "median_grad_norm": _numbers, "max_clipped_norm": _numbers,
-    "clip_fraction": number, "final_loss": number, "parameters": _texts, "plot_parameters": _texts,
+    "clip_fraction": number, "median_depth_ratio": number, "final_loss": number, "parameters": _texts, "plot_parameters": _texts,
     "clip": _mapping, "device": _text, "device_name": _text, "versions": _mapping,
 }

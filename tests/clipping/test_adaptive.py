@@ -51,6 +51,7 @@ def as_model(module: nn.Module) -> nn.Module:
     its layers are torch's own, whose units agc knows."""
     module.default_plot_parameters = tuple(name for name, _ in module.named_parameters())
     module.recurrent_parameters = ()
+    module.layer_parameters = ()
     module.output_axes = {}
     return module
 
@@ -60,6 +61,7 @@ class ColumnUnits(nn.Module):
 
     default_plot_parameters = ("W", "b")
     recurrent_parameters = ()
+    layer_parameters = ()
     output_axes = {"W": 1}
 
     def __init__(self) -> None:
@@ -71,6 +73,7 @@ class ColumnUnits(nn.Module):
 class Undeclared(nn.Module):
     default_plot_parameters = ("W",)
     recurrent_parameters = ()
+    layer_parameters = ()
     output_axes: dict[str, int] = {}
 
     def __init__(self) -> None:

@@ -32,6 +32,8 @@ def test_a_registered_model_declares_the_model_protocol(name: str) -> None:
     assert "default_plot_parameters" in vars(type(model)) or "default_plot_parameters" in vars(model)
     assert "output_axes" in vars(type(model)) or "output_axes" in vars(model)
     assert "recurrent_parameters" in vars(type(model)) or "recurrent_parameters" in vars(model)
+    assert "layer_parameters" in vars(type(model)) or "layer_parameters" in vars(model)
+    assert set(model.layer_parameters) <= set(parameters)
     for name in model.recurrent_parameters:  # square matrices: h_{t-1} U has h_t's shape
         assert parameters[name].dim() == 2 and parameters[name].shape[0] == parameters[name].shape[1]
     plotted = list(model.default_plot_parameters)

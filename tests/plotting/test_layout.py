@@ -12,6 +12,7 @@ import pytest
 
 from gradexp.compare.table import build_table
 from gradexp.compare.figure import comparison_figure
+from gradexp.plotting.grad_flow import grad_flow_figure
 from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.layout import forget_released_figures
 from gradexp.plotting.loss import loss_figure
@@ -24,6 +25,11 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "run_folders_da2445e"
 EVALUATIONS = pd.DataFrame({"step": [20, 40, 60, 60], "epoch": [2, 4, 6, 6], "split": ["dev", "dev", "dev", "test"],
                             "loss": [3.0, 2.0, 1.5, 1.6], "accuracy": [0.2, 0.4, 0.5, 0.45]})
 REGRESSION_EVALUATIONS = EVALUATIONS.drop(columns="accuracy").assign(mse=[3.0, 2.0, 1.5, 1.6])
+LAYERS = [f"layers.{index}.weight" for index in range(4)]
+GRAD_FLOW = pd.DataFrame({"step": np.arange(1, 41), **{f"grad_norm/{layer}": 10.0 ** (index - 4 + np.arange(40) / 40)
+                                                        for index, layer in enumerate(LAYERS)}}
+                         ).assign(depth_ratio=lambda frame: frame[f"grad_norm/{LAYERS[0]}"]
+                                  / frame[f"grad_norm/{LAYERS[-1]}"])
 TIME_GRADIENTS = pd.DataFrame({"step": np.arange(1, 31), **{f"t{t}": 2.0 ** (t - np.arange(1, 31) / 5)
                                                              for t in range(1, 7)}})
 
@@ -48,6 +54,7 @@ FIGURES: dict[str, Callable] = {
     "time gradients, with sigma": lambda: time_grads_figure(TIME_GRADIENTS, norms_frame().assign(
         **{"sigma_max/rnn_model.U": np.linspace(0.5, 3.0, 60)})),
     "time gradients, zeros, no sigma": lambda: time_grads_figure(TIME_GRADIENTS.assign(t1=0.0), None, "run"),
+    "grad flow": lambda: grad_flow_figure(GRAD_FLOW, LAYERS, "stack"),
     "compare, two fixture runs": lambda: comparison_figure(build_table(
         [RunFolder.read(folder) for folder in sorted(FIXTURES.iterdir())])),
 }

@@ -260,6 +260,7 @@ def expected_statistics(steps) -> dict:
                              for i, name in enumerate(names)},
         "max_clipped_norm": {name: max(finite(row[i] for row in afters)) for i, name in enumerate(names)},
         "clip_fraction": sum(clipped for *_, clipped in steps) / len(steps),
+        "median_depth_ratio": None,  # these recorders have no depth_layers
         "final_loss": steps[-1][0],
     }
 
@@ -270,6 +271,7 @@ def assert_statistics(actual: dict, expected: dict) -> None:
         assert list(actual[key]) == list(expected[key])
         assert actual[key] == pytest.approx(expected[key], rel=1e-15)
     assert actual["clip_fraction"] == expected["clip_fraction"]
+    assert actual["median_depth_ratio"] == expected["median_depth_ratio"]
     assert actual["final_loss"] == expected["final_loss"]
 
 
@@ -334,7 +336,7 @@ def test_statistics_with_norms_not_recorded_have_no_norms(tmp_path: Path) -> Non
 def test_statistics_of_an_empty_recorder(tmp_path: Path) -> None:
     recorder = new_recorder(tmp_path / "metrics.csv")
     empty = {"max_grad_norm": {}, "median_grad_norm": {}, "max_clipped_norm": {}, "clip_fraction": None,
-             "final_loss": None}
+             "median_depth_ratio": None, "final_loss": None}
     assert recorder.statistics() == empty
     record(recorder, 1, 1.0, [1.0] * 3, [1.0] * 3)
     assert recorder.statistics() == empty  # recorded but not yet flushed

@@ -209,7 +209,9 @@ DIVERGING_GRID = ["sweep", str(CONFIGS / "mlp_regression_explode.yaml"), "--grid
                   "--set", "train.epochs=2"]
 # What every finished run folder holds (and best.pt where a dev evaluation improved); last.pt, the resume
 # point, is gone once summary.json is written.
-FINISHED_RUN_FILES = {"config.yaml", "metrics.csv", "eval.csv", "grad_norms.pdf", "loss.pdf", "summary.json"}
+# (the diverging grid is an MLP's: a feed-forward stack's run draws grad_flow.pdf too)
+FINISHED_RUN_FILES = {"config.yaml", "metrics.csv", "eval.csv", "grad_norms.pdf", "loss.pdf", "summary.json",
+                      "grad_flow.pdf"}
 
 
 def assert_one_diverged_one_completed(out: Path, backend_arguments: list[str]) -> None:
