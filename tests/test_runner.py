@@ -28,7 +28,7 @@ def run_tiny(write_config, tmp_path: Path, overrides=(), **changes):
 
 
 def test_run_folder_holds_every_output(write_config, tmp_path: Path) -> None:
-    result = run_tiny(write_config, tmp_path)
+    result = run_tiny(write_config, tmp_path, record={"update_ratio": True})
     assert result.run_dir.parent == tmp_path / "runs" and result.run_dir.name.startswith("tiny-")
     assert {p.name for p in result.run_dir.iterdir()} == RUN_FILES
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
@@ -54,7 +54,7 @@ def test_run_folder_holds_every_output(write_config, tmp_path: Path) -> None:
 
 def test_recorded_norms_are_the_true_gradient_norms(write_config, tmp_path: Path) -> None:
     """Rebuild the model, replay the first step by hand and compare every recorded norm."""
-    path = write_config(train={"shuffle": False})
+    path = write_config(train={"shuffle": False}, record={"update_ratio": True})
     result = run(load_config(path), tmp_path / "runs")
     from gradexp.experiment import build_experiment
 

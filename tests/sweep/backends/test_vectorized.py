@@ -75,11 +75,13 @@ def sweep_both_ways(path: Path, overrides: list[str], grid: list[str], out: Path
 
 def test_srn_runs_match_their_sequential_twins(write_config, tmp_path: Path) -> None:
     """Learning rate x clip threshold, none included: four SRNs, each with its own rate and clip mode."""
-    path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"dtype": "float64", "epochs": 2})
+    path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"dtype": "float64", "epochs": 2},
+                        record={"update_ratio": True})
     sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5", "clip.threshold=0.3,none"],
                                              tmp_path)
     assert [o.status for o in vectorized.outcomes] == ["completed"] * 4
     assert all((outcome.run_dir / "time_grads.csv").exists() for outcome in vectorized.outcomes)
+    assert "update_ratio/rnn_model.U" in pd.read_csv(vectorized.outcomes[0].run_dir / "metrics.csv").columns
     clipped = pd.read_csv(vectorized.outcomes[0].run_dir / "metrics.csv")
     assert clipped["clipped"].any() and clipped["clip_threshold"].eq(0.3).all()
     assert_twins(sequential, vectorized)
