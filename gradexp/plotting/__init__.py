@@ -10,8 +10,11 @@ here, one job a module:
                 every figure), the divergence step and its marker
     thresholds  what each clip mode's threshold bounds (one table), and its line on a norm panel
     layout      fixed-size panels laid out by hand, reused once saved; legend rows and handles
+    heatmaps    a quantity over steps and rows (positions, layers) as a log-colour image
     grad_norms  grad_norms.pdf
     loss        loss.pdf
+    time_grads  time_grads.pdf: gradients through time, and σ_max of the recurrent matrix
+    grad_flow   grad_flow.pdf: gradients through a feed-forward stack's depth
     runs        a run folder's figures (plot_run) and `gradexp plot` (replot); gradexp.drawing draws them
                 in worker processes
 

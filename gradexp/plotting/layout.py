@@ -120,6 +120,12 @@ def _reset(figure: Figure, panels: list[Axes]) -> None:
         axes.set_prop_cycle(None)  # the colour cycle from its first colour
 
 
+def title_on_top(figure: Figure, title: str) -> None:
+    """`title` (a run folder's name) centred at the top of the figure, a twelfth of an inch from its edge."""
+    if title:
+        figure.suptitle(title, fontsize="medium", y=1 - 0.08 / figure.get_figheight(), va="top")
+
+
 def legend_rows(labels: Sequence[str], width: float) -> int:
     """The fewest rows that let a legend of `labels`, filled column by column, fit in `width` inches."""
     for wanted in range(1, len(labels) + 1):

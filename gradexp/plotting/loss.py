@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from numpy.typing import ArrayLike
 
-from gradexp.plotting.layout import legend_above, stacked_panels, unique_handles
+from gradexp.plotting.layout import legend_above, stacked_panels, title_on_top, unique_handles
 from gradexp.plotting.norms import divergence_step, mark_divergence
 from gradexp.plotting.scales import BOUNDED_METRICS, finite_values, metric_scale, set_log_scale
 from gradexp.recording.layout import EPOCH, LOSS, SPLIT, STEP
@@ -33,8 +33,7 @@ def loss_figure(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], metric
     held_out_rows = _finite_evaluations(evaluations, metric)
     figure, panels = stacked_panels(2 if len(held_out_rows) else 1, top=0.75, gap=0.85, bottom=0.5, right=0.75,
                                     panel_height=2.6)
-    if title:
-        figure.suptitle(title, fontsize="medium", y=1 - 0.08 / figure.get_figheight(), va="top")
+    title_on_top(figure, title)
     diverged_at = divergence_step(frame)
     training = panels[0]
     loss = finite_values(frame, LOSS)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gradexp.plotting.layout import FIGURE_WIDTH, legend_above, panel_grid, unique_handles
+from gradexp.plotting.heatmaps import draw_log_heatmap
+from gradexp.plotting.layout import FIGURE_WIDTH, legend_above, panel_grid, title_on_top, unique_handles
 from gradexp.plotting.norms import THRESHOLD_COLOUR, parameter_colour
 from gradexp.plotting.scales import set_log_scale
 from gradexp.recording.layout import SIGMA_PREFIX, STEP, short_parameter_name
@@ -32,8 +32,7 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     count = 3 if sigma_columns else 2
     figure, panels = panel_grid(count, 1, FIGURE_WIDTH, top=0.75, row_gap=0.85, bottom=0.55, left=0.8, right=1.1,
                                 panel_height=2.6)
-    if title:
-        figure.suptitle(title, fontsize="medium", y=1 - 0.08 / figure.get_figheight(), va="top")
+    title_on_top(figure, title)
     steps = time_gradients[STEP].to_numpy()
     norms = time_gradients.drop(columns=STEP).to_numpy(dtype=float)  # (recorded steps, T)
     _draw_heatmap(figure, panels[0], steps, norms)
@@ -43,29 +42,14 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     return figure
 
 
-def _log10(norms: np.ndarray) -> np.ndarray:
-    """log10 of the norms, NaN where a norm is 0 or not finite (the heatmap leaves those cells grey)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log10(norms)
-    return np.where(np.isfinite(logs), logs, np.nan)
-
-
 def _draw_heatmap(figure: Figure, axes, steps: np.ndarray, norms: np.ndarray) -> None:
     length = norms.shape[1]
-    logs = _log10(norms)
-    # Each recorded step a column as wide as the steps between recordings.
-    width = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
-    image = axes.imshow(np.ma.masked_invalid(logs.T), origin="lower", aspect="auto", interpolation="nearest",
-                        cmap=matplotlib.colormaps["viridis"].with_extremes(bad="0.85"),
-                        extent=(steps[0] - width / 2, steps[-1] + width / 2, 0.5, length + 0.5))
+    draw_log_heatmap(figure, axes, steps, norms.T, (0.5, length + 0.5), "log10 ‖∂L/∂h_t‖")
     axes.set_xlabel("step")
     axes.set_ylabel(f"position t (loss at t = {length})")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title("log10 ‖∂L/∂h_t‖, the gradient reaching each hidden state (grey: exactly 0, tanh saturated)",
                    fontsize="small", y=1.0)
-    box = axes.get_position()
-    colour_axes = figure.add_axes((box.x1 + 0.015, box.y0, 0.02, box.height))
-    figure.colorbar(image, cax=colour_axes).set_label("log10 ‖∂L/∂h_t‖", fontsize="small")
 
 
 def chosen_steps(steps: np.ndarray, norms: np.ndarray) -> list[int]:
