@@ -88,12 +88,16 @@ def clipping_acted(frame: pd.DataFrame) -> bool:
 def divergence_step(frame: pd.DataFrame) -> Optional[int]:
     """The first step whose loss or a gradient norm is not finite (the runner stops a run there: it diverged).
 
-    Read from metrics.csv, not summary.json: a run's figures are drawn before its summary is written.
+    Read from metrics.csv, not summary.json: a run's figures are drawn before its summary is written. A norm
+    column with no finite value at all holds the placeholders of a run that recorded no norms
+    (record.norms: false), and says nothing.
     """
     columns = [column for column in frame.columns if column == LOSS or column.startswith(GRAD_PREFIX)]
     if not columns or not len(frame):
         return None
     values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    recorded = np.array([column == LOSS for column in columns]) | np.isfinite(values).any(axis=0)
+    values = values[:, recorded]
     rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     return int(frame[STEP].iloc[rows[0]]) if len(rows) else None
 

@@ -30,7 +30,7 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     σ_max of each recurrent matrix per step (when metrics.csv has sigma_max columns) with σ = 1 marked."""
     sigma_columns = [c for c in metrics.columns if c.startswith(SIGMA_PREFIX)] if metrics is not None else []
     count = 3 if sigma_columns else 2
-    figure, panels = panel_grid(count, 1, FIGURE_WIDTH, top=0.75, row_gap=0.85, bottom=0.55, left=0.8, right=1.1,
+    figure, panels = panel_grid(count, 1, FIGURE_WIDTH, top=0.75, row_gap=1.15, bottom=0.55, left=0.8, right=1.1,
                                 panel_height=2.6)
     title_on_top(figure, title)
     steps = time_gradients[STEP].to_numpy()
@@ -70,16 +70,23 @@ def chosen_steps(steps: np.ndarray, norms: np.ndarray) -> list[int]:
 def _draw_profiles(axes, steps: np.ndarray, norms: np.ndarray) -> None:
     positions = np.arange(1, norms.shape[1] + 1)
     drawn = []
-    for colour, index in enumerate(chosen_steps(steps, norms)):
+    chosen = chosen_steps(steps, norms)
+    zero = False
+    for colour, index in enumerate(chosen):
+        zero = zero or bool((norms[index] == 0).any())
         values = np.where(norms[index] > 0, norms[index], np.nan)
-        axes.plot(positions, values, "o-", markersize=3, linewidth=1.1, color=parameter_colour(colour),
+        # matplotlib's own cycle: five clearly different colours (the article's W, U pinks are close)
+        axes.plot(positions, values, "o-", markersize=3, linewidth=1.1, color=f"C{colour}",
                   label=f"step {steps[index]}")
         drawn.append(values)
     axes.set_xlabel("position t")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("‖∂L/∂h_t‖")
-    if drawn:
-        set_log_scale(axes, drawn)
+    limits = set_log_scale(axes, drawn) if drawn else None
+    notes = [limits.note() if limits else "", "gradients of exactly 0 left out" if zero else ""]
+    notes = "; ".join(note for note in notes if note)
+    axes.set_title("steps: the first, the strongest at t = 1, the last, some between" + (f"\n({notes})" if notes else ""),
+                   fontsize="small", y=1.0, pad=18)
     legend_above(axes, unique_handles([axes]))
 
 

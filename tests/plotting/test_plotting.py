@@ -361,3 +361,12 @@ def test_a_long_run_is_drawn_faint_step_by_step_under_a_running_median() -> None
     assert len(faint) == 3  # every step of W, U and b, unlabelled
     assert "median of every 50 steps" in whole.get_title()
     plt.close(figure)
+
+
+def test_a_run_that_recorded_no_norms_is_not_taken_for_a_diverged_one() -> None:
+    """record.norms false: every norm column holds NaN placeholders; only the loss tells of a divergence."""
+    unrecorded = norms_frame(steps=8)
+    unrecorded[[column for column in unrecorded.columns if column.startswith(("grad_norm/", "clipped_norm/"))]] = np.nan
+    assert divergence_step(unrecorded) is None
+    assert divergence_step(unrecorded.assign(loss=[1.0] * 7 + [np.inf])) == 8
+    assert divergence_step(norms_frame(steps=8, diverge=True)) == 8
