@@ -26,8 +26,9 @@ GAP = "  "
 # The compact layout's column groups, from the last to give way to the first when the table is wider than the
 # terminal; within a group the rightmost column goes first. "config detail": a field only some runs set, to one
 # value wherever set (clip.eps beside clip.mode: agc), which follows from a field that differs.
-# A feed-forward stack's depth ratio (only its runs have one) before the clip columns: it is their story.
-KEEP_ORDER = ("run", "status", "explosion", "test metric", "depth ratio", "clipped", "total max", "config", "time",
+# A feed-forward stack's depth ratio (only its runs have one) right after the config fields that tell the runs
+# apart.
+KEEP_ORDER = ("run", "status", "explosion", "test metric", "clipped", "total max", "config", "depth ratio", "time",
               "dev metric", "dev loss", "parameter max", "config detail")
 # Config keys that name a section's component: the compact layout heads them by the section (clip.mode -> clip).
 COMPONENT_KEYS = ("mode", "name")
