@@ -41,7 +41,7 @@ from gradexp.evaluation import evaluate
 from gradexp.experiment import Experiment, build_experiment
 from gradexp.interrupts import StopRequests
 from gradexp.recording.checkpoints import save_checkpoint
-from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read_mapping, remove_unfinished_writes,
+from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read_config, remove_unfinished_writes,
                                      run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
                                       TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
@@ -151,7 +151,7 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None, figures: Optio
     point = read_resume_point(run_dir)
     source = str(run_dir / CONFIG)
     if point is None:
-        config = config_from_dict(read_mapping(run_dir / CONFIG, "YAML", "a gradexp config"), source=source, name=run_name(run_dir))
+        config = config_from_dict(read_config(run_dir / CONFIG), source=source, name=run_name(run_dir))
     else:
         config = config_from_dict(point["config"], source=source, name=point["name"])
     experiment = build_experiment(config)
@@ -366,8 +366,7 @@ class Training:
             "best_dev": self.best_dev,
             "best_state": self.best_state,
             "evaluations_without_improvement": self.evaluations_without_improvement,
-            "log_sizes": {METRICS: self.recorder.log.size, EVALUATIONS: self.eval_log.size,
-                          **({TIME_GRADS: self.recorder.time_log.size} if self.recorder.time_log else {})},
+            "log_sizes": {**self.recorder.log_sizes(), EVALUATIONS: self.eval_log.size},
             "seconds": self._seconds(),
             "resumed_at_steps": self.resumed_at_steps,
         }

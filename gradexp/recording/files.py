@@ -230,3 +230,9 @@ def read_mapping(path: Path, language: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataError(str(path), f"is not {what}")
     return data
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as written (sections of keys). Here, not beside the run-folder reader: resuming a run
+    reads it too, and `gradexp run` imports no pandas."""
+    return read_mapping(path, "YAML", "a gradexp config (expected a mapping of sections)")

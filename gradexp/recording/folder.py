@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 import pandas as pd
 
 from gradexp.errors import DataError
-from gradexp.recording.files import read_mapping
+from gradexp.recording.files import read_config
 from gradexp.recording.layout import (CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names,
                                       time_gradient_columns)
 from gradexp.recording.summary import RunSummary
@@ -108,11 +108,6 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     if malformed:
         raise DataError(str(path), f"column {malformed[0]!r} holds values that are not numbers")
     return frame
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """A run's config.yaml as written (sections of keys)."""
-    return read_mapping(path, "YAML", "a gradexp config (expected a mapping of sections)")
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -158,6 +158,10 @@ class StepRecorder:
         for log in self._logs():
             log.close()
 
+    def log_sizes(self) -> dict[str, int]:
+        """Where each of its logs ends, by file name (a resume point's log_sizes)."""
+        return {log.path.name: log.size for log in self._logs()}
+
     def _logs(self) -> list[CsvLog]:
         return [self.log] + ([self.time_log] if self.time_log is not None else [])
 
