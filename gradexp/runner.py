@@ -45,7 +45,7 @@ from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read
                                      run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
                                       TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
-from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms, update_ratios
+from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
 from gradexp.recording.summary import RunSummary
 from gradexp.resume import FORMAT, random_states, read_resume_point, restore_random_states
 from gradexp.threads import torch_threads
@@ -195,6 +195,10 @@ class Training:
         self.generator = torch.Generator().manual_seed(self.config.train.seed)
         self.total_steps = self.config.train.epochs * steps_per_epoch(len(self.train_split),
                                                                       self.config.train.batch_size)
+        # The model's parameters, listed once (experiment.parameters walks the module tree: 30 µs a step)
+        self.parameters = experiment.parameters
+        # Flat views of them: a weights() copy is then one cat (with a reshape of each, five times as long)
+        self.flat_parameters = [parameter.detach().view(-1) for parameter in self.parameters]
         columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters,
                                     self.config.record.update_ratio, experiment.depth_layers)
         metrics_log = self._open_log(METRICS, columns.header, resume_point)
@@ -202,7 +206,7 @@ class Training:
                     if experiment.time_gradients is not None else None)
         self.recorder = StepRecorder(metrics_log, experiment.parameter_names, self.config.record.norms,
                                      experiment.sigma_parameters, time_log, self.config.record.update_ratio,
-                                     experiment.depth_layers)
+                                     [parameter.numel() for parameter in self.parameters], experiment.depth_layers)
         named = dict(experiment.model.named_parameters())
         self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
@@ -243,7 +247,7 @@ class Training:
         end of the step in which SIGINT or SIGTERM arrived.
         """
         model, optimizer, clipper = self.experiment.model, self.experiment.optimizer, self.experiment.clipper
-        parameters = self.experiment.parameters
+        parameters = self.parameters
         measure = gradient_norms if self.config.record.norms else self._unrecorded_norms(len(parameters))
         grads = self.gradients()
         time_gradients = self.experiment.time_gradients
@@ -260,13 +264,11 @@ class Training:
                     outcome = clipper.clip(grads, parameters)
                     after = measure(grads)
                     recurrent = self.recurrent_matrices()
-                    weights = self.weights_before_update()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
                     through_time = time_gradients.norms if time_gradients is not None and time_gradients.enabled \
                         else None
-                    updates = update_ratios(weights, parameters) if weights is not None else None
-                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time, updates):
+                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time, self.weights()):
                         return
                 if not self.end_epoch():
                     return
@@ -274,15 +276,16 @@ class Training:
     def gradients(self) -> list[torch.Tensor]:
         """Every parameter's gradient, made once here (zeros) and put in training mode: a driver zeroes these
         very tensors in place each step, so they stay the gradients and the list stays valid."""
-        for parameter in self.experiment.parameters:
+        for parameter in self.parameters:
             parameter.grad = torch.zeros_like(parameter)
         self.experiment.model.train()
-        return [parameter.grad for parameter in self.experiment.parameters]
+        return [parameter.grad for parameter in self.parameters]
 
     def begin(self) -> None:
         """Before the first step (of this session, for a resumed run): the clocks and the reporter. No resume
         point yet: a run killed before its first one trains again from the start (runner.resume)."""
         self.started = self.resume_point_time = time.perf_counter()
+        self.recorder.start_weights(self.weights())
         self.reporter.run_started(self.run_dir, self.total_steps - self.step)
 
     def epoch_batches(self) -> Iterator[Split]:
@@ -299,12 +302,12 @@ class Training:
         """Whether the next step records ‖∂L/∂h_t‖: record.time_grads, at steps 1, 1 + time_every, ..."""
         return self.experiment.time_gradients is not None and self.step % self.config.record.time_every == 0
 
-    def weights_before_update(self) -> Optional[list[torch.Tensor]]:
-        """Before the optimizer step: a copy of every parameter when the run records update ratios (their
-        update_ratios against the weights after the step are complete_step's `updates`)."""
+    def weights(self) -> Optional[torch.Tensor]:
+        """A copy of the parameters, flattened and joined, when the run records update ratios (after each step: complete_step's
+        `weights`; as a session begins: the recorder's start_weights)."""
         if not self.config.record.update_ratio:
             return None
-        return [parameter.detach().clone() for parameter in self.experiment.parameters]
+        return torch.cat(self.flat_parameters)
 
     def recurrent_matrices(self) -> list[torch.Tensor]:
         """Before the optimizer step: a copy of each recurrent matrix whose σ_max the run records, as this step's
@@ -313,17 +316,18 @@ class Training:
 
     def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
                       lr: float, recurrent: list[torch.Tensor], time_gradients: Optional[torch.Tensor] = None,
-                      updates: Optional[torch.Tensor] = None) -> bool:
+                      weights: Optional[torch.Tensor] = None) -> bool:
         """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip;
         `recurrent`: recurrent_matrices before the step; `time_gradients`: ‖∂L/∂h_t‖ when time_gradients_due
-        said so; `updates`: update_ratios when recorded), then flush, evaluate and save a resume point when due.
+        said so; `weights`: the weights after the step when update ratios are recorded), then flush, evaluate
+        and save a resume point when due.
 
         True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
         """
         self.step += 1
         self.batches_done += 1
         self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent,
-                             time_gradients, updates)
+                             time_gradients, weights)
         self.reporter.step_done(self.step)
         return self._end_step()
 

@@ -219,6 +219,8 @@ STATEFUL_CONFIGS = {
         "loss": {"name": "mse"},
         "clip": {"mode": "global_norm", "threshold": 0.5},
         "train": {"epochs": 30, "batch_size": 16, "eval_every": 10, "flush_every": 7, "keep": "last"},
+        # a resumed session's first update ratios are taken against the weights it resumed from
+        "record": {"update_ratio": True},
     },
 }
 

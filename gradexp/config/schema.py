@@ -57,9 +57,9 @@ class RecordConfig:
     time_every: Annotated[int, Range(ge=1, le=1_000_000)] = 1
     # ‖Δθ‖/‖θ‖ of every parameter each step (metrics.csv's update_ratio/<parameter>): the step's actual update,
     # after clipping and the optimizer, against the weights it changed. Too small, the weights are frozen;
-    # too large, training is unstable. Off by default: a copy of every weight and two norms each step cost
-    # 8% of an E1 step (benchmarks/README.md).
-    update_ratio: bool = False
+    # too large, training is unstable. Each step keeps a copy of the weights until the flush (flush_every + 1
+    # copies at most), where the norms of all its steps are taken at once.
+    update_ratio: bool = True
     # ‖g_first layer‖ / ‖g_last layer‖ of a feed-forward stack's weight gradients each step (metrics.csv's
     # depth_ratio; grad_flow.pdf): far below 1, the early layers' gradients vanish. Needs `norms`.
     depth_ratio: bool = True

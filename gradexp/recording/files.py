@@ -173,8 +173,9 @@ class CsvLog:
         self._pending: list[str] = []
 
     def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        self._pending.append(self._format([["" if cell is None else format_number(cell) for cell in row]
-                                           for row in rows]))
+        # floats first: they are nearly every cell, and format_number's checks cost as much as the repr
+        self._pending.append(self._format([[repr(cell) if type(cell) is float else "" if cell is None
+                                            else format_number(cell) for cell in row] for row in rows]))
 
     def flush(self) -> None:
         data = "".join(self._pending).encode("utf-8")
@@ -205,9 +206,17 @@ class CsvLog:
 
     @staticmethod
     def _format(rows: Sequence[Sequence[str]]) -> str:
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(rows)
-        return text.getvalue()
+        """The CSV text csv.writer writes for `rows` of texts. Rows of numbers need no quoting and are joined
+        directly: csv.writer took a third of the time of formatting a row of floats."""
+        lines = [",".join(row) for row in rows]
+        text = "".join(line + "\n" for line in lines)
+        plain = (not any(mark in text for mark in '"\r') and text.count("\n") == len(lines)
+                 and all(len(row) > 1 and line.count(",") == len(row) - 1 for row, line in zip(rows, lines)))
+        if plain:
+            return text
+        quoted = io.StringIO()
+        csv.writer(quoted, lineterminator="\n").writerows(rows)
+        return quoted.getvalue()
 
 
 # How each text format a run folder holds is parsed, and the errors that mean the text is not valid.

@@ -96,6 +96,27 @@ def test_floats_read_back_equal_and_none_cells_are_empty(tmp_path: Path) -> None
         assert row[1:] == ["", "7", "1"]
 
 
+TRICKY_ROWS = [
+    [1, 0.5, None, math.nan, -math.inf, 1e-300, True],  # numbers: joined without the csv module
+    ["dev", "a,b", 'say "hi"', "two\nlines", "carriage\rreturn", " spaced "],
+    [""],  # one empty cell: csv writes it quoted, or the line would read as no row at all
+    ["only"],
+]
+
+
+@pytest.mark.parametrize("rows", [TRICKY_ROWS[:1], TRICKY_ROWS, TRICKY_ROWS[2:3], TRICKY_ROWS[3:]])
+def test_rows_are_written_as_the_csv_module_writes_them(tmp_path: Path, rows: list) -> None:
+    log = CsvLog(tmp_path / "log.csv", ["a", "b"])
+    log.write_rows(rows)
+    log.close()
+    expected = tmp_path / "expected.csv"
+    with expected.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["a", "b"])
+        writer.writerows([["" if cell is None else format_number(cell) for cell in row] for row in rows])
+    assert (tmp_path / "log.csv").read_bytes() == expected.read_bytes()
+
+
 def test_close_flushes_pending_rows_and_can_be_called_twice(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     log = CsvLog(path, COLUMNS)

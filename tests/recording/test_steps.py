@@ -18,7 +18,8 @@ import torch
 from gradexp.errors import DataError
 from gradexp.recording.files import CsvLog
 from gradexp.recording.layout import CLIP_THRESHOLD, CLIPPED, MetricsColumns, parameter_names
-from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms, largest_singular_values
+from gradexp.recording.steps import (Divergence, StepRecorder, gradient_norms, largest_singular_values,
+                                     update_ratios)
 
 NAMES = ["W", "U", "b"]
 HEADER = ["step", "epoch", "loss", "lr", "grad_norm/W", "grad_norm/U", "grad_norm/b", "grad_norm/total",
@@ -474,15 +475,45 @@ def test_a_recorders_row_reads_back_through_block_row(tmp_path: Path) -> None:
     assert block == [loss, *before, l2(before), *after, pytest.approx(l2(after), rel=1e-15), threshold, 1.0]
 
 
-def test_largest_singular_values_are_numpys_and_nan_for_a_matrix_that_is_not_finite() -> None:
+@pytest.mark.parametrize("dtype, rel", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_largest_singular_values_are_torchs_matrix_2_norm_and_nan_for_a_matrix_that_is_not_finite(dtype,
+                                                                                                  rel) -> None:
     generator = torch.Generator().manual_seed(0)
-    square = torch.randn(6, 6, generator=generator)
-    stack = torch.randn(3, 4, 4, generator=generator)
+    square = torch.randn(6, 6, generator=generator, dtype=dtype)
+    stack = torch.randn(3, 4, 4, generator=generator, dtype=dtype)
     stack[1, 2, 0] = math.inf
+    # rank one: the Gram matrix's other eigenvalues are 0 (or a rounding below it)
+    rank_one = torch.outer(torch.randn(5, generator=generator, dtype=dtype), torch.randn(5, generator=generator,
+                                                                                          dtype=dtype))
     single, stacked = largest_singular_values([square]), largest_singular_values([stack])
     assert single.dtype == torch.float64 and single.shape == (1,) and stacked.shape == (1, 3)
-    assert single[0].item() == pytest.approx(np.linalg.svd(square.numpy(), compute_uv=False)[0], rel=1e-6)
+    # the reference in float64, from the same numbers
+    assert single[0].item() == pytest.approx(np.linalg.svd(square.double().numpy(), compute_uv=False)[0], rel=rel)
     for index in (0, 2):
-        reference = np.linalg.svd(stack[index].numpy(), compute_uv=False)[0]
-        assert stacked[0, index].item() == pytest.approx(reference, rel=1e-6)
+        reference = torch.linalg.matrix_norm(stack[index].double(), ord=2).item()
+        assert stacked[0, index].item() == pytest.approx(reference, rel=rel)
     assert math.isnan(stacked[0, 1].item())
+    assert largest_singular_values([rank_one])[0].item() == pytest.approx(
+        torch.linalg.matrix_norm(rank_one.double(), ord=2).item(), rel=rel)
+    assert largest_singular_values([torch.zeros(3, 3, dtype=dtype)])[0].item() == 0.0
+    # finite, with a Gram matrix MᵀM that would overflow (a diverging run's U)
+    factor = torch.finfo(dtype).max / 8
+    assert largest_singular_values([square * factor])[0].item() == pytest.approx(
+        torch.linalg.matrix_norm(square.double(), ord=2).item() * factor, rel=rel)
+
+
+def test_update_ratios_of_every_step_and_parameter_at_once() -> None:
+    """Each step's ‖θ_s − θ_{s−1}‖ / ‖θ_{s−1}‖ per parameter, against the norms taken one by one in float64."""
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(3, 4), (4,), (2, 2, 2)]
+    steps = [[torch.randn(shape, generator=generator) for shape in shapes] for _ in range(4)]
+    steps[2][1] = steps[1][1].clone()   # a parameter that did not move: ratio 0
+    steps[0][2] = torch.zeros(2, 2, 2)  # all zeros, then moved: inf
+    ratios = update_ratios(torch.stack([torch.cat([tensor.reshape(-1) for tensor in step]) for step in steps]), [4 * 3, 4, 8])
+    assert ratios.dtype == torch.float64 and ratios.shape == (3, 3)
+    for s in range(1, 4):
+        for k in range(3):
+            start, end = steps[s - 1][k].double(), steps[s][k].double()
+            expected = float((end - start).norm() / start.norm())
+            assert ratios[s - 1, k].item() == pytest.approx(expected, rel=1e-6), (s, k)
+    assert ratios[1, 1].item() == 0.0 and ratios[0, 2].item() == math.inf

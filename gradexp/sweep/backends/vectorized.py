@@ -47,7 +47,7 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.drawing import plot_runs
 from gradexp.experiment import DatasetCache, Experiment, build_experiment
 from gradexp.interrupts import StopRequests
-from gradexp.recording.steps import gradient_norms, update_ratios
+from gradexp.recording.steps import gradient_norms
 from gradexp.runner import Training, open_run
 from gradexp.schedules import ConstantRate
 from gradexp.sweep.grid import SweepPoint
@@ -136,7 +136,7 @@ class Member:
     def __init__(self, point: SweepPoint, training: Training) -> None:
         self.point = point
         self.training = training
-        self.parameters = training.experiment.parameters
+        self.parameters = training.parameters
         self.grads = training.gradients()
         self.buffers = [buffer for _, buffer in training.experiment.model.named_buffers()]
         # Plain SGD at a constant rate: updated with the others of its rate in one call (sgd_steps_together).
@@ -223,11 +223,9 @@ class Batch:
             lr = optimizer.param_groups[0]["lr"]
             if not member.steps_together:
                 optimizer.step()
-            updates = (update_ratios([stacked[name][index].detach() for name in self.parameter_names], member.parameters)
-                       if member.experiment.config.record.update_ratio else None)
             if member.training.complete_step(losses[index], before[index], after[index], clips[index], lr,
                                              recurrent[index], through_time[:, index] if due[index] else None,
-                                             updates):
+                                             member.training.weights()):
                 ended.append(member)
         return self.finish(ended)
 
