@@ -9,7 +9,8 @@ A block in any of those files
 is replaced by what scene SCENE produces. A scene is a small function below (registered with
 @scene) that runs real `gradexp` commands in a temporary folder holding a copy of configs/, and
 returns a ```text block showing each `$ gradexp ...` and its output, or a markdown table built
-from the files the commands wrote. Commands run where a user would run them, so paths read
+from the files the commands wrote; a scene may also show a figure a run drew, as a PNG it puts in
+docs/images/ (written with the blocks, and compared byte for byte by --check). Commands run where a user would run them, so paths read
 `runs/srn_explode-20261130-101500`; timestamps and durations are what the run produced.
 
     python docs/regenerate.py              rerun every scene, rewrite every block (`make docs`)
@@ -42,10 +43,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+# The figures the docs show, linked from docs/*.md as images/NAME.png.
+IMAGES = REPO / "docs" / "images"
 # The configs a scene cannot run here: they need files from the user.
 NEEDS_USER_FILES = {"mnist_global15": "needs the four MNIST IDX files at `data.path`; not run by this script"}
 COMMAND_TIMEOUT = 900
@@ -139,6 +145,8 @@ class Session:
         self._shipped: dict[str, Result] = {}
         self._once: dict[str, Result] = {}
         self._lock = threading.Lock()
+        # docs/images/NAME.png -> its bytes, for the figures the scenes show
+        self.images: dict[Path, bytes] = {}
 
     def workspace(self, name: str) -> Path:
         with self._lock:
@@ -187,6 +195,17 @@ class Session:
             raise SceneFailure(f"`{command}` (in {folder}) exited {done.returncode}, expected "
                                f"{' or '.join(map(str, expected))}:\n{tail_lines(result.output, 40)}")
         return result
+
+    def figure(self, name: str, figure: "Figure", caption: str) -> str:
+        """A figure drawn by gradexp's plotting code, shown in the docs as docs/images/NAME.png (PNG, as
+        `gradexp plot -o NAME.png` writes it): the markdown that links it from a page in docs/."""
+        from gradexp.plotting.output import save_figure
+
+        path = self.root / f"{name}.png"
+        save_figure(figure, path)
+        with self._lock:
+            self.images[IMAGES / path.name] = path.read_bytes()
+        return f"![{caption}]({IMAGES.name}/{path.name})"
 
     def once(self, key: str, compute: Callable[[], Result]) -> Result:
         """compute() the first time `key` is asked for; its result after that (scenes that quote one command)."""
@@ -455,7 +474,21 @@ def time_grads(session: Session) -> str:
             ratio = f"{first / last:.3g}" if last else "n/a"
             table.append(f"| `{name}` | {step} | {number_text(str(first), 3)} | {number_text(str(last), 3)} | "
                          f"{ratio} | {number_text(sigma[step], 3)} |")
-    return "\n".join(table)
+    return "\n\n".join(["\n".join(table), *time_grads_figures(session, configs)])
+
+
+def time_grads_figures(session: Session, configs: Sequence[str]) -> list[str]:
+    """Each run's time_grads.pdf, as a PNG titled by its config (the folder's time would change it each time)."""
+    from gradexp.plotting.time_grads import time_grads_figure
+    from gradexp.recording.folder import read_metrics, read_time_gradients
+
+    shown_figures = []
+    for name in configs:
+        folder = session.workspace("shipped") / session.run_folder(name)
+        figure = time_grads_figure(read_time_gradients(folder / "time_grads.csv"), read_metrics(folder / "metrics.csv"),
+                                   name)
+        shown_figures.append(session.figure(f"time_grads_{name}", figure, f"time_grads.pdf of {name}"))
+    return shown_figures
 
 
 @scene("depth-ratio")
@@ -464,7 +497,21 @@ def depth_ratio(session: Session) -> str:
     session.run_shipped(runs)
     compared = session.run("shipped", "compare", *[session.run_folder(name) for name in runs], "--columns",
                            "run,model.init,model.batch_norm,test accuracy,depth ratio", "--out", "runs/compare-depth")
-    return text_block(compared.transcript())
+    return "\n\n".join([text_block(compared.transcript()), *grad_flow_figures(session, runs)])
+
+
+def grad_flow_figures(session: Session, configs: Sequence[str]) -> list[str]:
+    """Each run's grad_flow.pdf, as a PNG titled by its config, of the layers the run plotted."""
+    from gradexp.plotting.grad_flow import grad_flow_figure
+    from gradexp.recording.folder import read_metrics
+
+    shown_figures = []
+    for name in configs:
+        folder = session.workspace("shipped") / session.run_folder(name)
+        layers = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["plot_parameters"]
+        figure = grad_flow_figure(read_metrics(folder / "metrics.csv"), layers, name)
+        shown_figures.append(session.figure(f"grad_flow_{name}", figure, f"grad_flow.pdf of {name}"))
+    return shown_figures
 
 
 @scene("e5-compare")
@@ -678,12 +725,16 @@ def normalized(text: str, extra: Sequence[re.Pattern] = ()) -> str:
     return "\n".join(re.sub(r"[ \t]+", " ", line).strip() for line in text.strip().splitlines())
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, content: str | bytes) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777)
+        if isinstance(content, bytes):
+            with os.fdopen(handle, "wb") as out:
+                out.write(content)
+        else:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                out.write(content)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -749,9 +800,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        != normalized(texts[block.scene], SCENES[block.scene].volatile)]
             for block in changed:
                 print(f"{shown(block.path)}:{block.line}: {block.scene} would change")
-            print(f"{len(changed)} of {len([b for b in blocks if b.scene in texts])} block(s) would change "
-                  f"({time.monotonic() - started:.0f}s)", file=sys.stderr)
-            return 1 if changed else 0
+            redrawn = [path for path, data in session.images.items()
+                       if not path.is_file() or path.read_bytes() != data]
+            for path in redrawn:
+                print(f"{shown(path)} would change")
+            print(f"{len(changed)} of {len([b for b in blocks if b.scene in texts])} block(s) and {len(redrawn)} of "
+                  f"{len(session.images)} figure(s) would change ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+            return 1 if changed or redrawn else 0
         # Read the files again just before writing them: someone may have edited one while the commands ran
         # (a block added meanwhile is produced now, before anything is written).
         current = {path: path.read_text(encoding="utf-8") for path in doc_files()}
@@ -763,6 +818,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not options.only:
             texts.update(produce(session, dict.fromkeys(b.scene for b in fresh if b.scene not in texts)))
         rewritten = []
+        IMAGES.mkdir(exist_ok=True)
+        for path, data in session.images.items():
+            if not path.is_file() or path.read_bytes() != data:
+                write_atomically(path, data)
+                rewritten.append(shown(path))
         for path, text in current.items():
             updated = substitute(text, texts)
             if updated != text:

@@ -46,5 +46,7 @@ def grad_flow_figure(frame: pd.DataFrame, layers: Sequence[str], title: str = ""
     ratio.set_xlabel("step")
     ratio.set_ylabel("first layer / last layer")
     set_log_scale(ratio, [values, np.array([1.0])])
+    # a step sits below its heatmap column
+    ratio.set_xlim(heatmap.get_xlim())
     legend_above(ratio, unique_handles([ratio]))
     return figure

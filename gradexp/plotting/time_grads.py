@@ -39,6 +39,8 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     _draw_profiles(panels[1], steps, norms)
     if sigma_columns:
         _draw_sigma(panels[2], metrics, sigma_columns)
+        # a step sits above its heatmap column
+        panels[2].set_xlim(panels[0].get_xlim())
     return figure
 
 
