@@ -124,12 +124,16 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     click.echo(f"sweep of {total} runs ({len(plan.runnable)} valid) from {config}")
     with lines.counting(total) as finished:
         result = run_sweep(plan, out_dir, built, finished)
-    click.echo(f"wrote {result.folder / 'sweep.csv'}\nwrote {result.folder / 'sweep.pdf'}")
-    from gradexp.compare import COMPACT, DEFAULT_WIDTH, format_table
+    from gradexp.compare import COMPACT, DEFAULT_WIDTH, format_groups, format_table
+    from gradexp.sweep import SWEEP_GROUPS
 
-    if result.compared is not None:
-        # As wide as the terminal, as `gradexp compare` prints it; DEFAULT_WIDTH into a pipe or a file.
-        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    written = ["sweep.csv", *([SWEEP_GROUPS] if result.grouped is not None else []), "sweep.pdf"]
+    click.echo("\n".join(f"wrote {result.folder / name}" for name in written))
+    # As wide as the terminal, as `gradexp compare` prints it; DEFAULT_WIDTH into a pipe or a file.
+    width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    if result.grouped is not None:
+        click.echo(format_groups(result.grouped, width))
+    elif result.compared is not None:
         click.echo(format_table(result.compared, COMPACT, width))
 
 

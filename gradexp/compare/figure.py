@@ -58,14 +58,16 @@ def comparison_figure(table: ComparisonTable) -> Figure:
         axes.set_xlabel("step")
         note = limits.note() if limits else ""
         # y given: matplotlib then does not measure every tick label to place the title (40% of the drawing)
-        axes.set_title(_panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium", y=1.0)
+        axes.set_title(panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium", y=1.0)
     handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(labels)]
     figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.1 / figure.get_figheight()), ncols=1,
                   fontsize="small", frameon=False)
     return figure
 
 
-def _panel_title(column: str, table: ComparisonTable) -> str:
+def panel_title(column: str, table: ComparisonTable) -> str:
+    """What a panel of compare.pdf shows: a parameter's pre-clip norm, the total (with the explosion threshold)
+    or the loss."""
     if column == "loss":
         return "training loss"
     name = column[len(GRAD_PREFIX):]

@@ -16,12 +16,13 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
+from gradexp.compare.groups import GroupedComparison, grouped_comparison, groups_csv
 from gradexp.compare.table import ComparisonTable, build_table
 from gradexp.config.loading import read_raw_config
 from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import ConfigError, OptionError
 from gradexp.experiment import build_experiment
-from gradexp.recording.files import create_run_folder, write_yaml
+from gradexp.recording.files import create_run_folder, write_bytes, write_yaml
 from gradexp.recording.layout import TOTAL
 from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
@@ -29,6 +30,9 @@ from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_c
 from gradexp.sweep.outcomes import FAILED, PointOutcome
 from gradexp.sweep.table import (METRIC_PREFIXES, check_metric, metric_column, readable_run, sweep_table,
                                  write_sweep_csv)
+
+# A row per grid point, its seeds summarised (compare_groups.csv's columns): written when a point has several.
+SWEEP_GROUPS = "sweep_groups.csv"
 
 __all__ = ["SweepBackend", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep", "PointOutcome", "SweepPoint",
            "GridAxis"]
@@ -65,6 +69,8 @@ class SweepResult:
     table: pd.DataFrame
     # The comparison of the runs that have a readable run folder; None when none has.
     compared: Optional[ComparisonTable]
+    # Those runs grouped by grid point (their seeds summarised, each point against the first): with --seeds.
+    grouped: Optional[GroupedComparison] = None
 
 
 def plan_sweep(config_path: str | Path, overrides: Sequence[str], grid: Sequence[str], seeds: int,
@@ -134,6 +140,11 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,
     compared = build_table(read) if read else None
     table = sweep_table(ordered, plan.axes, runs, compared)
     write_sweep_csv(table, folder / "sweep.csv")
+    grouped = grouped_comparison(compared) if compared is not None else None
+    if grouped is not None and grouped.repeated:
+        write_bytes(folder / SWEEP_GROUPS, groups_csv(grouped).encode("utf-8"))
+    else:
+        grouped = None
     write_sweep_pdf(table, plan.axes, metric_column(table, plan.metric), [run.metrics if run else None for run in runs],
                     folder / "sweep.pdf", title=folder.name)
-    return SweepResult(folder, ordered, table, compared)
+    return SweepResult(folder, ordered, table, compared, grouped)

@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from gradexp.compare.statistics import CONFIDENCE, summarise
 from gradexp.plotting.layout import new_figure
 from gradexp.plotting.norms import divergence_step, draw_norm_curve, mark_divergence
 from gradexp.plotting.output import save_figure
@@ -71,17 +72,24 @@ def _draw_heatmap(axes: Axes, table: pd.DataFrame, rows: GridAxis, columns: Grid
     values = _metric_values(table, metric)
     grid = np.full((len(rows.texts), len(columns.texts)), np.nan)
     notes = [["" for _ in columns.texts] for _ in rows.texts]
+    with_intervals = False
     for i, row_text in enumerate(rows.texts):
         for j, column_text in enumerate(columns.texts):
             cell = (table[rows.key] == row_text) & (table[columns.key] == column_text)
             finite = values[cell].dropna()
             grid[i, j] = finite.mean() if len(finite) else np.nan
+            # several runs in a cell (seeds): how far the mean may be off, the half-width of its CI
+            half_width = summarise(list(finite)).half_width if len(finite) > 1 else None
+            with_intervals = with_intervals or half_width is not None
             statuses = sorted(set(table.loc[cell, "status"].dropna()) - {"completed"})
-            notes[i][j] = "\n".join(["n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}", *statuses])
+            shown = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+            notes[i][j] = "\n".join([shown, *([f"± {half_width:.2g}"] if half_width is not None else []), *statuses])
     scale = metric_scale(values, is_bounded(metric))
     norm = scale.norm()
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=matplotlib.colormaps["viridis"].with_extremes(bad="0.85"),
                         norm=norm, aspect="auto")
+    if with_intervals:
+        label += f"\n(mean; ±: half-width of its {CONFIDENCE:.0%} CI)"
     axes.figure.colorbar(image, ax=axes, label=label)
     size = _cell_font_size(axes, *grid.shape, notes)  # once the colour bar has taken its share of the width
     for i in range(grid.shape[0]):
@@ -115,6 +123,13 @@ def _draw_line(axes: Axes, table: pd.DataFrame, axis: Optional[GridAxis], metric
     if axis is not None and (values[finite].groupby(x[finite]).size() > 1).any():  # seeds: a mean to draw
         means = values.groupby(x).mean()
         axes.plot(means.index, means.to_numpy(), "-", color="C0", label="mean")
+        found = {position: summarise(list(group)) for position, group in values[finite].groupby(x[finite])}
+        with_interval = [position for position, summary in found.items() if summary.low is not None]
+        if with_interval:
+            centres = np.array([found[position].mean for position in with_interval])
+            axes.errorbar(with_interval, centres, yerr=[centres - [found[p].low for p in with_interval],
+                                                        [found[p].high for p in with_interval] - centres],
+                          fmt="none", ecolor="C0", capsize=4, linewidth=1.2, label=f"{CONFIDENCE:.0%} CI of the mean")
     # A run without a value (diverged, failed) is named at the top of its place on the axis, in words: a mark
     # on the axis itself would read as a value.
     for position, status in zip(x[~finite], table.loc[~finite, "status"]):
