@@ -311,6 +311,25 @@ def tour_sweep(session: Session) -> str:
     return text_block(tour_sweep_result(session).transcript())
 
 
+SEEDS_SWEEP = ("sweep", "configs/srn_clip.yaml", "--grid", "clip.threshold=5,none", "--seeds", "10", "--vectorize")
+
+
+@scene("seeds-sweep")
+def seeds_sweep(session: Session) -> str:
+    """A sweep with seeds, from its last line per run on, and compare on its folder (the same groups) against
+    the other baseline, from the baseline comparison on."""
+    swept = session.run("seeds", *SEEDS_SWEEP)
+    lines = swept.output.splitlines()
+    last_run = max(index for index, line in enumerate(lines) if line.startswith("["))
+    folder = sorted(session.workspace("seeds").glob("runs/sweep-srn_clip-*"))[-1]
+    compared = session.run("seeds", "compare", str(folder.relative_to(session.workspace("seeds"))), "--baseline",
+                           "clip=none", "--test", "mannwhitney", "--out", "runs/compare-seeds")
+    against = compared.output.splitlines()
+    start = next(index for index, line in enumerate(against) if line.startswith("against the baseline"))
+    return text_block(Result(swept.command, "\n".join(["...", *lines[last_run:]]), swept.returncode).transcript(),
+                      Result(compared.command, "\n".join(["...", *against[start:]]), compared.returncode).transcript())
+
+
 @scene("sweep-files")
 def sweep_files(session: Session) -> str:
     tour_sweep_result(session)
@@ -453,6 +472,80 @@ def e2_loss(session: Session) -> str:
         table.append(f"| `{name}` | {len(losses)} | {number_text(str(losses[0]))} | {below} | "
                      f"{number_text(str(losses[-1]))} |")
     return "\n".join(table)
+
+
+# Each setting of a question, trained over many seeds and compared against the first (the baseline).
+E1_SETTINGS = ("srn_explode", "srn_clip", "srn_clip_global", "srn_agc", "srn_autoclip", "srn_zclip")
+E2_SETTINGS = ("mlp_regression_clipnorm", "mlp_regression_clipvalue", "mlp_regression_global")
+
+
+def seeded_comparison(session: Session, configs: Sequence[str], seeds: int, metric: str, higher: bool,
+                      claim: Callable[[list[str]], str]) -> str:
+    """Every config swept over `seeds` seeds (vectorized), then `gradexp compare` of the sweeps in that order, so
+    group k is configs[k - 1] and group 1 the baseline; shown as the commands, a table of the groups'
+    test metric against the baseline, and sentences saying what the verdicts add up to (`claim`: the one about
+    the article's claim, from the settings found better)."""
+    workspace = f"seeds-{configs[0]}"
+    commands, folders = [], []
+    for name in configs:
+        swept = session.run(workspace, "sweep", f"configs/{name}.yaml", "--seeds", seeds, "--vectorize",
+                            "--out", f"runs/{name}")
+        commands.append(f"$ {swept.command}")
+        found = sorted((session.workspace(workspace) / "runs" / name).glob(f"sweep-{name}-*"))
+        folders.append(str(found[-1].relative_to(session.workspace(workspace))))
+    compared = session.run(workspace, "compare", *folders, "--out", "runs/compare-seeds")
+    commands.append(f"$ {compared.command}")
+    with open(session.workspace(workspace) / "runs/compare-seeds/compare_groups.csv", encoding="utf-8",
+              newline="") as handle:
+        groups = list(csv.DictReader(handle))
+    tested = f"test/{metric}"
+    table = [f"| config | runs | test {metric}: mean ± sd | 95% CI | difference from `{configs[0]}` (95% CI) | test "
+             f"| p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for name, group in zip(configs, groups):
+        missing = int(group[f"{tested}/missing"])
+        runs = group["runs"] + (f" ({missing} without a value)" if missing else "")
+        spread = f"{number_text(group[f'{tested}/mean'], 3)} ± {number_text(group[f'{tested}/std'], 2)}"
+        interval = f"[{number_text(group[f'{tested}/ci_low'], 3)}, {number_text(group[f'{tested}/ci_high'], 3)}]"
+        if group["verdict"] == "baseline":
+            table.append(f"| `{name}` | {runs} | {spread} | {interval} | baseline | | | |")
+            continue
+        change = (f"{float(group['difference']):+.3g} [{float(group['difference_ci_low']):+.3g}, "
+                  f"{float(group['difference_ci_high']):+.3g}]") if group["difference"] != "n/a" else "n/a"
+        table.append(f"| `{name}` | {runs} | {spread} | {interval} | {change} | {group['test']} | "
+                     f"{number_text(group['p_holm'], 2)} | {group['verdict']} |")
+    better = [name for name, group in zip(configs, groups) if group["verdict"] == "better than the baseline"]
+    worse = [name for name, group in zip(configs, groups) if group["verdict"] == "worse than the baseline"]
+    undecided = len(configs) - 1 - len(better) - len(worse)
+    def named(names: list[str]) -> str:
+        return f" ({', '.join(f'`{name}`' for name in names)})" if names else ""
+
+    direction = "higher" if higher else "lower"
+    said = (f"Over {seeds} seeds, against `{configs[0]}` at the 5% level after Holm's correction, of the "
+            f"{len(configs) - 1} other settings: {len(better)} with a {direction} (better) test {metric}"
+            f"{named(better)}, {len(worse)} with a worse one{named(worse)}, {undecided} without a detectable "
+            f"difference. {claim(better)}")
+    return "\n\n".join([text_block(*commands), "\n".join(table), said])
+
+
+@scene("e1-seeds")
+def e1_seeds(session: Session) -> str:
+    def claim(better: list[str]) -> str:
+        if better:
+            return (f"The article's \"with clipping, accuracy improves somewhat\" holds on gradexp's reproduction for "
+                    f"{', '.join(f'`{name}`' for name in better)}, and for no other clip mode.")
+        return ("The article's \"with clipping, accuracy improves somewhat\" does not hold on gradexp's reproduction: "
+                "no clip mode raises the test accuracy detectably over 20 seeds.")
+
+    return seeded_comparison(session, E1_SETTINGS, 20, "accuracy", higher=True, claim=claim)
+
+
+@scene("e2-seeds")
+def e2_seeds(session: Session) -> str:
+    def claim(better: list[str]) -> str:
+        reached = f"{', '.join(f'`{name}`' for name in better)} reach" if better else "none of the others reaches"
+        return f"Against the article's `clipnorm`, {reached} a lower test MSE."
+
+    return seeded_comparison(session, E2_SETTINGS, 10, "mse", higher=False, claim=claim)
 
 
 @scene("time-grads")

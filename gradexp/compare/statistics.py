@@ -127,8 +127,6 @@ def seed_pairs(baseline: Sequence[Optional[float]], group: Sequence[Optional[flo
 
 
 def _paired(pairs: tuple[np.ndarray, np.ndarray], family: TestFamily) -> Difference:
-    from scipy import stats
-
     baseline, group = pairs
     name, n = TEST_NAMES[(family, True)], len(baseline)
     differences = group - baseline
@@ -137,6 +135,8 @@ def _paired(pairs: tuple[np.ndarray, np.ndarray], family: TestFamily) -> Differe
     mean = float(differences.mean())
     if np.all(differences == differences[0]):  # no spread: no test (t is infinite or undefined)
         return Difference(name, True, n, n, mean, mean, mean)
+    from scipy import stats
+
     with nearly_equal_values_allowed():
         result = stats.ttest_rel(group, baseline)
         interval = result.confidence_interval(CONFIDENCE)
@@ -145,8 +145,6 @@ def _paired(pairs: tuple[np.ndarray, np.ndarray], family: TestFamily) -> Differe
 
 
 def _independent(baseline: np.ndarray, group: np.ndarray, family: TestFamily) -> Difference:
-    from scipy import stats
-
     name, sizes = TEST_NAMES[(family, False)], (len(baseline), len(group))
     if len(baseline) < 2 or len(group) < 2:
         mean = float(group.mean() - baseline.mean()) if len(baseline) and len(group) else None
@@ -154,6 +152,8 @@ def _independent(baseline: np.ndarray, group: np.ndarray, family: TestFamily) ->
     mean = float(group.mean() - baseline.mean())
     if np.ptp(baseline) == 0 and np.ptp(group) == 0:  # no spread: no test
         return Difference(name, False, *sizes, mean, mean, mean)
+    from scipy import stats
+
     with nearly_equal_values_allowed():
         result = stats.ttest_ind(group, baseline, equal_var=False)
         interval = result.confidence_interval(CONFIDENCE)

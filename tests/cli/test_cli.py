@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +144,8 @@ def test_run_with_a_threshold_of_none_trains_without_clipping(tmp_path: Path) ->
     assert metrics["clip_threshold"].isna().all() and (metrics["clipped"] == 0).all()
 
 
-HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "pandas", "ray")
+# scipy: its statistics import in about 0.7 s, so only a comparison with groups of several runs loads it
+HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "pandas", "ray", "scipy")
 FIXTURE_RUNS = Path(__file__).parents[1] / "fixtures" / "run_folders_da2445e"
 
 
@@ -165,8 +167,9 @@ def imported_by_command(arguments: list[str]) -> list[str]:
     ("plot", ["matplotlib", "pandas"]),
     ("compare", ["matplotlib", "pandas"]),
     ("validate srn", ["torch"]),
-    ("validate mlp", ["pandas", "sklearn", "torch"]),  # its data come from scikit-learn, which imports pandas
+    ("validate mlp", ["pandas", "scipy", "sklearn", "torch"]),  # its data come from scikit-learn (pandas, scipy)
     ("run", ["torch"]),
+    ("compare seeds", ["matplotlib", "pandas", "scipy"]),
 ])
 def test_each_command_imports_only_the_heavy_modules_it_uses(command: str, expected: list[str], write_config,
                                                              tmp_path: Path) -> None:
@@ -178,7 +181,16 @@ def test_each_command_imports_only_the_heavy_modules_it_uses(command: str, expec
         "validate srn": ["validate", str(CONFIGS / "srn_explode.yaml")],
         "validate mlp": ["validate", str(CONFIGS / "mlp_regression_explode.yaml")],
         "run": ["run", str(write_config()), "--out", str(tmp_path / "runs")],
+        # copies of a run: one group of three, summarised with scipy's t distribution
+        "compare seeds": ["compare", str(tmp_path / "copies"), "--out", str(tmp_path / "compared")],
     }[command]
+    if command == "compare seeds":
+        for copy in range(3):
+            copied = shutil.copytree(FIXTURE_RUNS / "srn_norm_clip", tmp_path / "copies" / f"srn_norm_clip-{copy}")
+            summary = json.loads((copied / "summary.json").read_text())
+            # three values that differ: a spread, so an interval from the t distribution
+            summary["test"]["accuracy"] += 0.01 * copy
+            (copied / "summary.json").write_text(json.dumps(summary))
     assert imported_by_command(arguments) == expected
     if command == "run":  # the figures were drawn all the same
         assert len(list((tmp_path / "runs").glob("*/loss.pdf"))) == 1

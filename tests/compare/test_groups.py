@@ -154,3 +154,26 @@ def test_no_group_prints_a_row_per_run_and_refuses_group_options(seeded_sweep, t
     refused = runner.invoke(main, ["compare", str(folder), "--no-group", "--baseline", "2", "--out",
                                    str(tmp_path / "b")])
     assert refused.exit_code == 2 and "--baseline" in refused.output and "Traceback" not in refused.output
+
+
+def test_x_draws_the_tested_means_against_a_numeric_field_one_line_per_other_setting(tmp_path: Path) -> None:
+    from gradexp.compare.group_figure import check_x_field, group_figure
+
+    for model, base in (("srn", 0.5), ("lstm", 0.8)):
+        for length in (5, 10, 20):
+            for seed in range(3):
+                fake_run(tmp_path / f"{model}-{length}-seed{seed}",
+                         {"data": {"length": length}, "model": {"name": model}, "train": {"seed": seed}},
+                         base - 0.01 * length + 0.01 * seed)
+    grouped = grouped_of(tmp_path)
+    check_x_field(grouped, "data.length")
+    figure = group_figure(grouped, "data.length")
+    panel = next(axes for axes in figure.axes if axes.get_xlabel() == "data.length")
+    lines = {container.get_label(): container.lines[0] for container in panel.containers}
+    assert set(lines) == {"model=srn", "model=lstm"}
+    assert list(lines["model=lstm"].get_xdata()) == [5, 10, 20]
+    np.testing.assert_allclose(lines["model=lstm"].get_ydata(), [0.76, 0.71, 0.61])
+    with pytest.raises(OptionError, match="--x: 'model.name' is not a number in every group"):
+        check_x_field(grouped, "model.name")
+    with pytest.raises(OptionError, match="--x: 'train.seed' is not a field the groups differ in"):
+        check_x_field(grouped, "train.seed")

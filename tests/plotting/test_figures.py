@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from gradexp.compare import build_table, gather_runs
 from gradexp.compare.figure import comparison_figure
@@ -166,4 +167,24 @@ def test_a_line_of_runs_marks_the_runs_without_a_value(run_metrics) -> None:
     assert [artist.get_label() for artist in line.get_lines()] == ["runs"]
     low, high = line.get_ylim()
     assert low <= 2.9 and high >= 3.1 and (3.1 - 2.9) / (high - low) < 0.35
+    plt.close(figure)
+
+
+def test_cells_and_points_with_seeds_show_the_mean_and_its_confidence_interval() -> None:
+    """Three seeds per grid point: each heatmap cell says its mean and the half-width of Student t's 95% CI;
+    with one grid axis, the interval is an error bar around the mean."""
+    seeded = pd.concat([sweep_table([0.04 + 0.01 * seed] * 6, ["completed"] * 6).assign(seed=seed)
+                        for seed in range(3)], ignore_index=True)
+    seeded.loc[seeded["clip.threshold"] == "none", "test/accuracy"] = [0.1, 0.2, 0.6, 0.1, 0.2, 0.6]
+    half = stats.t.ppf(0.975, 2) * np.std([0.04, 0.05, 0.06], ddof=1) / np.sqrt(3)
+    figure = sweep_figure(seeded, GRID, "test/accuracy", [None] * 18, "sweep")
+    notes = [text.get_text() for text in summary_axes(figure).texts]
+    assert notes[0] == f"0.05\n± {half:.2g}" and notes[2].startswith("0.3\n± ")
+    plt.close(figure)
+    one_axis = seeded[seeded["optimizer.lr"] == "0.01"].reset_index(drop=True)
+    figure = sweep_figure(one_axis, [GRID[1]], "test/accuracy", [None] * 9, "sweep")
+    bars = [child for child in summary_axes(figure).containers if child.get_label().startswith("95% CI")]
+    (segments,) = [collection.get_segments() for collection in bars[0].lines[2]]
+    low, high = segments[0][:, 1]
+    assert (low, high) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
     plt.close(figure)
