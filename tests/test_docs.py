@@ -122,6 +122,21 @@ def test_sweep_csv_and_compare_csv_columns_are_documented(write_config, tmp_path
                         header(tmp_path / "compared" / "compare.csv"))
 
 
+def test_compare_groups_csv_columns_are_documented(tmp_path: Path) -> None:
+    from tests.compare.test_groups import config, fake_run
+
+    for mode in ("none", "norm", "value"):
+        for seed in range(2):
+            fake_run(tmp_path / "runs" / f"{mode}-{seed}", config(seed, mode), 0.1 + 0.01 * seed)
+    compared = CliRunner().invoke(main, ["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "compared")])
+    assert compared.exit_code == 0, compared.output
+    quantities = ["test/accuracy", "best_dev/accuracy", "final_loss", "first_explosion_step", "clip_fraction",
+                  "max_grad_norm/total"]
+    values = {"<group field>": ["clip.mode"], "<quantity>": quantities, "<metric>": ["accuracy"]}
+    assert_same_columns("compare_groups.csv", expanded(documented_columns("compare_groups.csv"), values),
+                        header(tmp_path / "compared" / "compare_groups.csv"))
+
+
 def test_readme_is_at_most_10_kb() -> None:
     size = len(README.read_bytes())
     assert size <= README_LIMIT, f"README.md is {size} bytes; the limit is {README_LIMIT} (move text into docs/)"
