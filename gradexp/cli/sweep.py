@@ -62,7 +62,8 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
               help="Values of one config key (repeatable; the runs are every combination). Values read as --set "
                    "reads them; clip.threshold=none means no clipping (clip.mode none).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Train every grid point with this many seeds: train.seed, train.seed+1, ...")
+              help="Train every grid point with this many seeds: train.seed, train.seed+1, ...; each point is then "
+                   "summarised over its seeds (mean, 95% CI) and tested against the first (sweep_groups.csv).")
 @click.option("--out", "out_dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder in which the sweep folder sweep-<config>-<UTC>/ is created.")
 @click.option("--metric", default="test", show_default=True,
@@ -103,6 +104,11 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     the columns compare.csv has for the run), sweep.pdf (the --metric heatmap over the first
     two grid axes, and every run's norm curve) and sweep.yaml (how it was called); then the runs'
     comparison table is printed. A line per run says how it ended, counting the runs as they finish.
+
+    With --seeds N the runs of each point are a group, as `gradexp compare` forms them: sweep_groups.csv
+    holds each point's mean, standard deviation and 95% CI of every quantity, the heatmap shows the
+    means with their CI half-widths, and the table printed is the grouped one, every point tested
+    against the first with a verdict.
 
     With --backend ray every run is a Ray task on a cluster (or a local Ray instance), its run
     folder sent back and written here; on a terminal a progress bar counts the finished runs.
