@@ -114,6 +114,15 @@ def build_experiment(config: ExperimentConfig, datasets: Optional[DatasetCache] 
         raise failure.with_source(config.source) from None
 
 
+def build_dataset(config: ExperimentConfig) -> Dataset:
+    """The config's dataset alone (no model), as a run builds it; errors name the config file."""
+    try:
+        with torch_threads(config.train.threads):
+            return _build_dataset(config)
+    except ConfigError as failure:
+        raise failure.with_source(config.source) from None
+
+
 def _build_dataset(config: ExperimentConfig) -> Dataset:
     """The dataset; a file it cannot read is reported against the config key that named it (data.path)."""
     try:

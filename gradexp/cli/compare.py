@@ -92,10 +92,13 @@ def command(run_dirs: tuple[Path, ...], out_dir: Path | None, metric: str | None
     table = build_table(gathered.runs, metric, explode_at)
     grouped = None
     if no_group:
-        given = [name for name, value in (("--group-by", group_by), ("--baseline", baseline), ("--stats", statistics),
-                                          ("--x", x_field)) if value is not None]
+        context = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in ("group_by", "baseline", "statistics", "x_field",
+                                                              "interval", "family")
+                 if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
-            raise OptionError(given[0], "groups the runs; it cannot go with --no-group")
+            option = {"--statistics": "--stats", "--x-field": "--x", "--interval": "--ci", "--family": "--test"}
+            raise OptionError(option.get(given[0], given[0]), "is for groups of runs; it cannot go with --no-group")
     else:
         grouped = grouped_comparison(table, split_names(group_by), split_names(statistics), interval, baseline, family)
         if x_field is not None:

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from gradexp.compare.statistics import (CONFIDENCE, Difference, IntervalMethod, Summary, TestFamily, difference,
                                         holm, seeds_for_power, summarise, verdict)
-from gradexp.compare.table import NOT_AVAILABLE, Column, ComparisonTable, config_text, number_text
+from gradexp.compare.table import NEVER, NOT_AVAILABLE, Column, ComparisonTable, config_text, number_text
 from gradexp.errors import OptionError
 from gradexp.recording.files import format_number
 
@@ -120,10 +120,15 @@ def statistic_columns(table: ComparisonTable, names: Optional[Sequence[str]] = N
         metric = table.metrics[0] if table.metrics else "loss"
         wanted = [name.format(metric=metric) for name in DEFAULT_STATISTICS]
         return [by_name[name] for name in wanted if name in by_name]
-    missing = [name for name in names if name not in by_name or not by_name[name].numeric]
+    quantities = [column for column in table.columns
+                  if column.numeric and column.printed and column.key not in table.differing]
+    if not names:
+        raise OptionError("--stats", "names no column; give at least one, e.g. --stats \"test accuracy\"")
+    missing = [name for name in names if name not in by_name or by_name[name] not in quantities]
     if missing:
-        numeric = [column.key for column in table.columns if column.numeric and column.printed]
-        raise OptionError("--stats", f"no numeric column {missing[0]!r}; expected some of {', '.join(numeric)}")
+        raise OptionError("--stats", f"no quantity {missing[0]!r}; expected some of "
+                                     f"{', '.join(column.header for column in quantities)} (or their compare.csv "
+                                     f"names)")
     return [by_name[name] for name in names]
 
 
@@ -149,10 +154,13 @@ def grouped_comparison(table: ComparisonTable, by: Optional[Sequence[str]] = Non
                                                 [tested.cells[row] for row in group.rows], reference.seeds,
                                                 group.seeds, family)
         for index, group in enumerate(groups)]
-    if len(groups) > 2:
+    if sum(item is not None and item.p is not None for item in found) > 1:
         adjusted = holm([item.p if item else None for item in found])
         found = [item if item is None else _with_holm(item, p) for item, p in zip(found, adjusted)]
-    verdicts = ["baseline" if item is None else verdict(item, higher) for item in found]
+    tested_summaries = summaries[tested.key]
+    verdicts = ["baseline" if item is None else
+                verdict(item, higher) + _without_values(tested_summaries[position], tested_summaries[chosen])
+                for position, item in enumerate(found)]
     needed = None
     if len(groups) == 2:
         other = groups[1 - chosen]
@@ -161,6 +169,13 @@ def grouped_comparison(table: ComparisonTable, by: Optional[Sequence[str]] = Non
                                  [tested.cells[row] for row in other.rows], bool(pair and pair.paired))
     return GroupedComparison(table, fields, groups, columns, summaries, interval, chosen, tested, higher, found,
                              verdicts, needed)
+
+
+def _without_values(group: Summary, baseline: Summary) -> str:
+    """What the test left out: the runs of either side without the tested value (a diverged run's test metric)."""
+    notes = [f"{summary.missing} of {summary.n + summary.missing} {side} runs without a value"
+             for summary, side in ((group, "group"), (baseline, "baseline")) if summary.missing]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def baseline_position(groups: Sequence[Group], baseline: Optional[str]) -> int:
@@ -191,14 +206,17 @@ def format_groups(grouped: GroupedComparison, width: int = 100) -> str:
     `width` characters."""
     by = ", ".join(grouped.by) if grouped.by else "nothing (every run in one group)"
     lines = [_wrapped(f"{len(grouped.groups)} group(s) by {by}; mean ± sd and the {CONFIDENCE:.0%} CI of the mean "
-                      f"({INTERVAL_NAMES[grouped.interval]}); missing: runs without the value", width)]
+                      f"({INTERVAL_NAMES[grouped.interval]}); missing: runs without the value (never: a run whose "
+                      f"total norm never passed the explosion threshold)", width)]
     for group in grouped.groups:
         lines.append("")
         lines.append(_wrapped(f"#{group.number} {group.label} ({status_counts(grouped.table, group)})", width))
         rows = [["", "quantity", "n", "missing", "mean ± sd", f"{CONFIDENCE:.0%} CI"]]
         for column in grouped.columns:
             found = grouped.summaries[column.key][group.number - 1]
-            rows.append(["", column.header, str(found.n), str(found.missing), _mean_text(found),
+            never = sum(column.cells[row] == NEVER for row in group.rows)
+            missing = str(found.missing) + (f" ({never} never)" if never else "")
+            rows.append(["", column.header, str(found.n), missing, _mean_text(found),
                          _interval_text(found.low, found.high)])
         lines += _aligned(rows, numeric=(2, 3))
     if grouped.differences is not None and grouped.tested is not None:
@@ -221,10 +239,13 @@ def _wrapped(sentence: str, width: int) -> str:
 def _baseline_lines(grouped: GroupedComparison, width: int) -> list[str]:
     reference = grouped.groups[grouped.baseline]
     direction = "higher" if grouped.higher_is_better else "lower"
-    adjusted = len(grouped.groups) > 2
+    tested = sum(found is not None and found.p is not None for found in grouped.differences)
+    adjusted = tested > 1
     lines = [_wrapped(f"against the baseline #{reference.number} {reference.label}: {grouped.tested.header} "
-                      f"({direction} is better), difference of means (paired: mean of per-seed differences)"
-                      + (f"; p Holm-adjusted over {len(grouped.groups) - 1} comparisons" if adjusted else ""), width)]
+                      f"({direction} is better); the difference of means (paired: the mean of the per-seed "
+                      f"differences) with its {CONFIDENCE:.0%} CI by the t distribution (Welch's, or paired), "
+                      f"whatever the test" + (f"; p Holm-adjusted over the {tested} comparisons tested" if adjusted
+                                              else ""), width)]
     rows = [["#", "difference", f"{CONFIDENCE:.0%} CI", "test", "p (Holm)" if adjusted else "p", "verdict"]]
     for group, found, said in zip(grouped.groups, grouped.differences, grouped.verdicts):
         if found is None:

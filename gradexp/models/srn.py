@@ -7,7 +7,10 @@ state. The SRN has exactly three parameters, named as in the book so the metric 
     h_0 = 0,    h_t = tanh(x_t W + h_{t-1} U + b)
 
 with W (input_size x hidden_size), U (hidden_size x hidden_size), b (1 x hidden_size).
-W, U and b start Xavier-uniform, as Paddle's `create_parameter` does by default (the book's framework).
+W, U and b start Xavier-uniform, as Paddle's `create_parameter` does by default (the book's framework). With
+`init: book` (the default) the embedding table and the classifier's weight start Xavier-uniform too and its
+bias at zero, as the book's `Embedding` layer and Paddle's `nn.Linear` start them; `init: torch` leaves
+torch's defaults (the embedding N(0, 1), about 4.5 times the book's scale; the classifier Kaiming-uniform).
 
 Three backends compute the same recurrence from the same three parameters: `loop` writes it out
 step by step in Python, as the book does, and autograd records every step; `fused` hands it to
@@ -34,6 +37,7 @@ from gradexp.value_types import PositiveInt
 
 
 Backend = Literal["bptt", "loop", "fused"]
+Init = Literal["book", "torch"]
 
 
 def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
@@ -146,11 +150,17 @@ class SequenceClassifier(nn.Module):
     output_axes = {f"rnn_model.{name}": axis for name, axis in SRN.output_axes.items()}
 
     def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int,
-                 backend: Backend = "bptt") -> None:
+                 backend: Backend = "bptt", init: Init = "book") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, input_size)
         self.rnn_model = SRN(input_size, hidden_size, backend)
         self.classifier = nn.Linear(hidden_size, num_classes)
+        if init == "book":
+            # Paddle's XavierUniform: U(±sqrt(6 / (fan_in + fan_out))), the same bound whichever way a
+            # matrix is laid out, so torch's xavier_uniform_ draws from the book's distribution.
+            nn.init.xavier_uniform_(self.embedding.weight)
+            nn.init.xavier_uniform_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.rnn_model.over_tokens(inputs, self.embedding.weight))
@@ -170,12 +180,14 @@ class SequenceClassifier(nn.Module):
 
 @MODELS.register("srn")
 def srn(spec: DataSpec, *, input_size: PositiveInt = 32, hidden_size: PositiveInt = 32,
-        backend: Backend = "bptt") -> nn.Module:
+        backend: Backend = "bptt", init: Init = "book") -> nn.Module:
     """`backend` picks how the recurrence is computed and differentiated: same parameters, same gradients.
 
     bptt (default): the hand-written backpropagation through time, fastest on a CPU; loop: the book's
-    step-by-step loop, differentiated by autograd; fused: torch's RNN kernel (cuDNN on a GPU).
+    step-by-step loop, differentiated by autograd; fused: torch's RNN kernel (cuDNN on a GPU). `init`:
+    book (every parameter as the book's Paddle model starts it) or torch (torch's layer defaults for the
+    embedding and the classifier).
     """
     if spec.vocab_size is None or spec.task != "classification":
         raise ConfigError("", "model.name", "model 'srn' needs token sequences with class labels (dataset digit_sum)")
-    return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim, backend)
+    return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim, backend, init)

@@ -373,9 +373,9 @@ def test_runner_logs_autoclip_thresholds(write_config, tmp_path: Path) -> None:
 
 
 def test_runner_logs_zclip_thresholds(write_config, tmp_path: Path) -> None:
-    metrics = run_metrics(write_config, tmp_path, {"mode": "zclip", "warmup_steps": 4, "z_threshold": 1.0})
+    metrics = run_metrics(write_config, tmp_path, {"mode": "zclip", "warmup_steps": 4, "z_threshold": 0.5})
     norms = list(metrics["grad_norm/total"])
-    expected = reference_zclip(norms, alpha=0.97, z_threshold=1.0, warmup=4)
+    expected = reference_zclip(norms, alpha=0.97, z_threshold=0.5, warmup=4)
     assert metrics["clip_threshold"][:4].isna().all() and not metrics["clipped"][:4].any()
     assert metrics["clipped"][4:].any()
     np.testing.assert_allclose(metrics["clip_threshold"][4:], [t for t, _ in expected[4:]], rtol=1e-9)

@@ -4,6 +4,7 @@ summary holds, the baseline comparison, and the commands on tiny real runs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,7 +79,10 @@ def test_missing_values_are_counted_and_shown(tmp_path: Path) -> None:
     assert (summary.n, summary.missing) == (2, 1)
     assert grouped.differences[1].n_group == 2  # seed 1's pair left the paired test
     text = format_groups(grouped)
-    assert "test accuracy  2        1" in text
+    assert re.search(r"test accuracy\s+2\s+1\s", text)
+    # a run that never passed the explosion threshold has no explosion step: said as such
+    assert re.search(r"explode>100\s+0\s+3 \(3 never\)", text)
+    assert grouped.verdicts[1].endswith("(1 of 3 baseline runs without a value)")
 
 
 def test_the_baseline_by_number_or_label_and_holm_over_three_groups(tmp_path: Path) -> None:
@@ -177,3 +181,29 @@ def test_x_draws_the_tested_means_against_a_numeric_field_one_line_per_other_set
         check_x_field(grouped, "model.name")
     with pytest.raises(OptionError, match="--x: 'train.seed' is not a field the groups differ in"):
         check_x_field(grouped, "train.seed")
+
+
+def test_holm_counts_only_the_comparisons_that_could_be_tested(tmp_path: Path) -> None:
+    for seed in range(3):
+        fake_run(tmp_path / f"none-{seed}", config(seed), 0.1 + 0.01 * seed)
+        fake_run(tmp_path / f"norm-{seed}", config(seed, "norm"), 0.12 + 0.02 * seed)
+        fake_run(tmp_path / f"value-{seed}", config(seed, "value"), None, "diverged")  # nothing to test
+    grouped = grouped_of(tmp_path)
+    tested = grouped.differences[1]
+    assert tested.p is not None and tested.p_holm is None  # one test: nothing to adjust
+    assert grouped.verdicts[2] == "too few runs to test (3 of 3 group runs without a value)"
+    assert "Holm" not in format_groups(grouped)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--stats", ""], "--stats: names no column"),
+    (["--stats", "clip.mode"], "--stats: no quantity 'clip.mode'; expected some of "),
+    (["--no-group", "--test", "mannwhitney"], "--test: is for groups of runs; it cannot go with --no-group"),
+    (["--no-group", "--ci", "bootstrap"], "--ci: is for groups of runs; it cannot go with --no-group"),
+])
+def test_group_options_that_cannot_apply_are_one_line_errors(tmp_path: Path, arguments: list[str],
+                                                              message: str) -> None:
+    for seed in range(2):
+        fake_run(tmp_path / "runs" / f"a-{seed}", config(seed), 0.1 + 0.01 * seed)
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "runs"), *arguments, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and message in result.output and len(result.output.splitlines()) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gradexp.data.base import DataSpec
@@ -45,3 +47,24 @@ def test_gradients_match_finite_differences_in_float64() -> None:
 
     arguments = tuple(t.detach().clone().requires_grad_(True) for t in (inputs, rnn.W, rnn.U, rnn.b))
     assert torch.autograd.gradcheck(last_state, arguments, eps=1e-6, atol=1e-7)
+
+
+def test_the_books_initialisation_of_every_parameter_and_torchs_as_an_option() -> None:
+    """init: book starts the embedding and the classifier as Paddle does (Xavier-uniform, zero bias): tested
+    against the uniform distribution's CDF (scipy's Kolmogorov-Smirnov test); init: torch keeps nn.Embedding's
+    N(0, 1)."""
+    from scipy import stats
+
+    torch.manual_seed(0)
+    book = MODELS.get("srn")(SPEC, input_size=32, hidden_size=32)
+    bound = math.sqrt(6 / (10 + 32))
+    embedding = book.embedding.weight.detach().numpy().ravel()
+    assert embedding.min() >= -bound and embedding.max() <= bound
+    assert stats.kstest(embedding, "uniform", args=(-bound, 2 * bound)).pvalue > 0.01
+    classifier_bound = math.sqrt(6 / (32 + 19))
+    weight = book.classifier.weight.detach().numpy().ravel()
+    assert stats.kstest(weight, "uniform", args=(-classifier_bound, 2 * classifier_bound)).pvalue > 0.01
+    assert torch.count_nonzero(book.classifier.bias) == 0
+    torch_default = MODELS.get("srn")(SPEC, input_size=32, hidden_size=32, init="torch")
+    values = torch_default.embedding.weight.detach().numpy().ravel()
+    assert stats.kstest(values, "norm").pvalue > 0.01 and torch.count_nonzero(torch_default.classifier.bias) > 0

@@ -75,15 +75,15 @@ def sweep_both_ways(path: Path, overrides: list[str], grid: list[str], out: Path
 
 def test_srn_runs_match_their_sequential_twins(write_config, tmp_path: Path) -> None:
     """Learning rate x clip threshold, none included: four SRNs, each with its own rate and clip mode."""
-    path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"dtype": "float64", "epochs": 2},
+    path = write_config(clip={"mode": "norm", "threshold": 0.2}, train={"dtype": "float64", "epochs": 2},
                         record={"update_ratio": True})
-    sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5", "clip.threshold=0.3,none"],
+    sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5", "clip.threshold=0.2,none"],
                                              tmp_path)
     assert [o.status for o in vectorized.outcomes] == ["completed"] * 4
     assert all((outcome.run_dir / "time_grads.csv").exists() for outcome in vectorized.outcomes)
     assert "update_ratio/rnn_model.U" in pd.read_csv(vectorized.outcomes[0].run_dir / "metrics.csv").columns
     clipped = pd.read_csv(vectorized.outcomes[0].run_dir / "metrics.csv")
-    assert clipped["clipped"].any() and clipped["clip_threshold"].eq(0.3).all()
+    assert clipped["clipped"].any() and clipped["clip_threshold"].eq(0.2).all()
     assert_twins(sequential, vectorized)
 
 
@@ -149,8 +149,8 @@ def test_points_clipped_and_stepped_together_write_the_bytes_of_points_stepped_a
 
     Momentum 0.9 and the value mode keep some points on their own optimizer and clipper in the same batch.
     """
-    path = write_config(clip={"mode": "norm", "threshold": 0.3}, train={"epochs": 2})
-    plan = plan_sweep(path, [], ["optimizer.lr=0.05,0.5", "optimizer.momentum=0,0.9", "clip.threshold=0.3,2,none"],
+    path = write_config(clip={"mode": "norm", "threshold": 0.2}, train={"epochs": 2})
+    plan = plan_sweep(path, [], ["optimizer.lr=0.05,0.5", "optimizer.momentum=0,0.9", "clip.threshold=0.2,2,none"],
                       seeds=1)
     together = run_sweep(plan, tmp_path / "together", VectorizedBackend())
     monkeypatch.setattr(vectorized_backend, "is_plain_sgd", lambda optimizer: False)
