@@ -8,6 +8,7 @@ import torch
 
 from gradexp.config.loading import load_config
 from gradexp.experiment import DatasetCache, build_experiment
+from tests.conftest import TINY_SRN
 
 
 def test_configs_sharing_data_and_seed_share_one_dataset_equal_to_a_fresh_one(write_config) -> None:
@@ -26,7 +27,8 @@ def test_configs_sharing_data_and_seed_share_one_dataset_equal_to_a_fresh_one(wr
 
 
 def test_other_seeds_or_data_get_their_own_and_the_least_recent_goes_first(write_config) -> None:
-    path = write_config()
+    # the seeded generator: each seed its own data (the book's loop gives every seed the same)
+    path = write_config(data={**TINY_SRN["data"], "generator": "seeded"})
     datasets = DatasetCache(capacity=2)
 
     def dataset(*overrides: str):
