@@ -44,7 +44,7 @@ from gradexp.recording.checkpoints import save_checkpoint
 from gradexp.recording.files import (CsvLog, create_run_folder, json_ready, read_config, remove_unfinished_writes,
                                      run_name, write_yaml)
 from gradexp.recording.layout import (BEST_CHECKPOINT, CONFIG, EVALUATIONS, METRICS, RESUME_POINT, SUMMARY,
-                                      TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
+                                      CELL_GRADS, TIME_GRADS, MetricsColumns, evaluation_columns, time_gradient_columns)
 from gradexp.recording.steps import Divergence, StepRecorder, gradient_norms
 from gradexp.recording.summary import RunSummary
 from gradexp.resume import FORMAT, random_states, read_resume_point, restore_random_states
@@ -202,11 +202,15 @@ class Training:
         columns = MetricsColumns.of(experiment.parameter_names, experiment.sigma_parameters,
                                     self.config.record.update_ratio, experiment.depth_layers)
         metrics_log = self._open_log(METRICS, columns.header, resume_point)
-        time_log = (self._open_log(TIME_GRADS, time_gradient_columns(self.train_split.inputs.shape[1]), resume_point)
+        through_time = time_gradient_columns(self.train_split.inputs.shape[1])
+        time_log = (self._open_log(TIME_GRADS, through_time, resume_point)
                     if experiment.time_gradients is not None else None)
+        cell_log = (self._open_log(CELL_GRADS, through_time, resume_point)
+                    if experiment.time_gradients is not None and experiment.time_gradients.cells else None)
         self.recorder = StepRecorder(metrics_log, experiment.parameter_names, self.config.record.norms,
                                      experiment.sigma_parameters, time_log, self.config.record.update_ratio,
-                                     [parameter.numel() for parameter in self.parameters], experiment.depth_layers)
+                                     [parameter.numel() for parameter in self.parameters], experiment.depth_layers,
+                                     cell_log)
         named = dict(experiment.model.named_parameters())
         self.recurrent_parameters = [named[name] for name in experiment.sigma_parameters]
         self.eval_log = self._open_log(EVALUATIONS, evaluation_columns(experiment.metric.name), resume_point)
@@ -266,9 +270,10 @@ class Training:
                     recurrent = self.recurrent_matrices()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
-                    through_time = time_gradients.norms if time_gradients is not None and time_gradients.enabled \
-                        else None
-                    if self.complete_step(loss, before, after, outcome, lr, recurrent, through_time, self.weights()):
+                    recorded = time_gradients is not None and time_gradients.enabled
+                    if self.complete_step(loss, before, after, outcome, lr, recurrent,
+                                          time_gradients.norms if recorded else None, self.weights(),
+                                          time_gradients.cell_norms if recorded else None):
                         return
                 if not self.end_epoch():
                     return
@@ -316,18 +321,18 @@ class Training:
 
     def complete_step(self, loss: torch.Tensor, before: torch.Tensor, after: torch.Tensor, clip: ClipOutcome,
                       lr: float, recurrent: list[torch.Tensor], time_gradients: Optional[torch.Tensor] = None,
-                      weights: Optional[torch.Tensor] = None) -> bool:
+                      weights: Optional[torch.Tensor] = None, cell_gradients: Optional[torch.Tensor] = None) -> bool:
         """After the optimizer step: count and record it (`before`/`after`: gradient_norms around the clip;
         `recurrent`: recurrent_matrices before the step; `time_gradients`: ‖∂L/∂h_t‖ when time_gradients_due
-        said so; `weights`: the weights after the step when update ratios are recorded), then flush, evaluate
-        and save a resume point when due.
+        said so, and an LSTM's ‖∂L/∂c_t‖ in `cell_gradients`; `weights`: the weights after the step when update
+        ratios are recorded), then flush, evaluate and save a resume point when due.
 
         True when the run must end here: it diverged, stopped early, or SIGINT or SIGTERM came.
         """
         self.step += 1
         self.batches_done += 1
         self.recorder.record(self.step, self.epoch, lr, loss, before, after, clip.threshold, clip.clipped, recurrent,
-                             time_gradients, weights)
+                             time_gradients, weights, cell_gradients)
         self.reporter.step_done(self.step)
         return self._end_step()
 

@@ -14,3 +14,4 @@ MODELS: Registry = Registry("model")
 
 from gradexp.models import srn  # noqa: E402,F401  (registers its builder)
 from gradexp.models import mlp  # noqa: E402,F401
+from gradexp.models import gated  # noqa: E402,F401

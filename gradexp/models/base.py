@@ -43,9 +43,12 @@ class TimeGradients:
     respect to each hidden state, L2 over the batch and the units, when `enabled` (the runner turns it on for
     the steps it records). A device tensor (T,), or (T, points) for a vectorized sweep's batch.
 
-    `batched`: whether the model also fills it under torch.func.vmap (a vectorized batch).
+    `batched`: whether the model also fills it under torch.func.vmap (a vectorized batch). `cells`: whether it
+    also leaves ‖∂L/∂c_t‖ of a cell state (an LSTM's) in `cell_norms`, shaped as `norms`.
     """
 
     batched: bool
+    cells: bool = False
     enabled: bool = False
     norms: Optional[torch.Tensor] = None
+    cell_norms: Optional[torch.Tensor] = None

@@ -115,6 +115,12 @@ def token_recurrence(backend: str) -> Callable[..., torch.Tensor]:
 class SRN(nn.Module):
     # W and U are (in x hidden): one hidden unit's weights are a column (AGC's unit-wise norm needs this).
     output_axes = {"W": 1, "U": 1}
+    # What SequenceClassifier declares for it: the plotted parameters, the recurrent matrix, the backends
+    # that give ∂L/∂h_t, and no cell state.
+    plot_names = ("W", "U", "b")
+    recurrent_names = ("U",)
+    time_gradient_backends = TIME_GRADIENT_BACKENDS
+    has_cells = False
 
     def __init__(self, input_size: int, hidden_size: int, backend: Backend = "bptt") -> None:
         super().__init__()
@@ -140,21 +146,26 @@ class SRN(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """The book's Model_RNN4SeqClass: embed the digits, run the SRN, classify its last state."""
+    """The book's Model_RNN4SeqClass: embed the digits, run a recurrent layer (the SRN, or a gated one of
+    gradexp.models.gated), classify its last state.
 
-    # gradexp.models.base.Model: the plot's recurrent parameters, and the SRN's column units (embedding and
-    # classifier are torch's own layers, whose units agc knows).
-    default_plot_parameters = ("rnn_model.W", "rnn_model.U", "rnn_model.b")
-    recurrent_parameters = ("rnn_model.U",)
+    gradexp.models.base.Model's declarations come from the recurrent layer (its plotted parameters, recurrent
+    matrices and column units; the embedding and the classifier are torch's own layers, whose units agc
+    knows). `recurrence(input_size)` makes the layer: after the embedding, before the classifier, the order in
+    which the three draw their initial values.
+    """
+
     layer_parameters = ()
-    output_axes = {f"rnn_model.{name}": axis for name, axis in SRN.output_axes.items()}
 
-    def __init__(self, vocab_size: int, input_size: int, hidden_size: int, num_classes: int,
-                 backend: Backend = "bptt", init: Init = "book") -> None:
+    def __init__(self, vocab_size: int, input_size: int, num_classes: int,
+                 recurrence: Callable[[int], nn.Module], init: Init = "book") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, input_size)
-        self.rnn_model = SRN(input_size, hidden_size, backend)
-        self.classifier = nn.Linear(hidden_size, num_classes)
+        self.rnn_model = recurrence(input_size)
+        self.classifier = nn.Linear(self.rnn_model.hidden_size, num_classes)
+        self.default_plot_parameters = tuple(f"rnn_model.{name}" for name in self.rnn_model.plot_names)
+        self.recurrent_parameters = tuple(f"rnn_model.{name}" for name in self.rnn_model.recurrent_names)
+        self.output_axes = {f"rnn_model.{name}": axis for name, axis in self.rnn_model.output_axes.items()}
         if init == "book":
             # Paddle's XavierUniform: U(±sqrt(6 / (fan_in + fan_out))), the same bound whichever way a
             # matrix is laid out, so torch's xavier_uniform_ draws from the book's distribution.
@@ -166,16 +177,23 @@ class SequenceClassifier(nn.Module):
         return self.classifier(self.rnn_model.over_tokens(inputs, self.embedding.weight))
 
     def record_time_gradients(self) -> TimeGradients:
-        """Have the backward leave ‖∂L/∂h_t‖ for every position t (when enabled); a ConfigError for the fused
-        backend, whose kernel keeps them inside."""
+        """Have the backward leave ‖∂L/∂h_t‖ for every position t (when enabled), and an LSTM's ‖∂L/∂c_t‖; a
+        ConfigError for a fused backend, whose kernel keeps them inside."""
         backend = self.rnn_model.backend
-        if backend not in TIME_GRADIENT_BACKENDS:
-            raise ConfigError("", "record.time_grads", f"model.backend {backend} (torch's RNN kernel) cannot give "
+        backends = self.rnn_model.time_gradient_backends
+        if backend not in backends:
+            raise ConfigError("", "record.time_grads", f"model.backend {backend} (torch's kernel) cannot give "
                                                        f"the gradient at each time step; use model.backend "
-                                                       f"{' or '.join(TIME_GRADIENT_BACKENDS)}, or set "
-                                                       f"record.time_grads: false")
-        self.rnn_model.time_gradients = TimeGradients(batched=TIME_GRADIENT_BACKENDS[backend])
+                                                       f"{' or '.join(backends)}, or set record.time_grads: false")
+        self.rnn_model.time_gradients = TimeGradients(batched=backends[backend], cells=self.rnn_model.has_cells)
         return self.rnn_model.time_gradients
+
+
+def check_token_classification(spec: DataSpec, model: str) -> None:
+    """A ConfigError unless the data are token sequences with class labels, as a sequence classifier needs."""
+    if spec.vocab_size is None or spec.task != "classification":
+        raise ConfigError("", "model.name", f"model {model!r} needs token sequences with class labels (dataset "
+                                            f"digit_sum)")
 
 
 @MODELS.register("srn")
@@ -188,6 +206,6 @@ def srn(spec: DataSpec, *, input_size: PositiveInt = 32, hidden_size: PositiveIn
     book (every parameter as the book's Paddle model starts it) or torch (torch's layer defaults for the
     embedding and the classifier).
     """
-    if spec.vocab_size is None or spec.task != "classification":
-        raise ConfigError("", "model.name", "model 'srn' needs token sequences with class labels (dataset digit_sum)")
-    return SequenceClassifier(spec.vocab_size, input_size, hidden_size, spec.output_dim, backend, init)
+    check_token_classification(spec, "srn")
+    return SequenceClassifier(spec.vocab_size, input_size, spec.output_dim,
+                              lambda inputs: SRN(inputs, hidden_size, backend), init)

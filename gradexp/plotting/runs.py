@@ -18,8 +18,8 @@ from gradexp.plotting.output import figure_format, save_figure
 from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
-from gradexp.recording.layout import (DEPTH_RATIO, GRAD_FLOW_PLOT, GRAD_NORMS_PLOT, LOSS_PLOT, METRICS, TIME_GRADS,
-                                      TIME_GRADS_PLOT, parameter_names)
+from gradexp.recording.layout import (CELL_GRADS, CELL_GRADS_PLOT, DEPTH_RATIO, GRAD_FLOW_PLOT, GRAD_NORMS_PLOT,
+                                      LOSS_PLOT, METRICS, TIME_GRADS, TIME_GRADS_PLOT, parameter_names)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -55,9 +55,10 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
                     clip=clip_section(record.config))
     plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name,
                 reduction=(record.config or {}).get("loss.reduction"))
-    if (run_dir / TIME_GRADS).is_file():
-        save_figure(time_grads_figure(read_time_gradients(run_dir / TIME_GRADS), frame, run_dir.name),
-                    run_dir / TIME_GRADS_PLOT)
+    for csv_name, plot_name, state in ((TIME_GRADS, TIME_GRADS_PLOT, "h"), (CELL_GRADS, CELL_GRADS_PLOT, "c")):
+        if (run_dir / csv_name).is_file():
+            save_figure(time_grads_figure(read_time_gradients(run_dir / csv_name), frame, run_dir.name, state),
+                        run_dir / plot_name)
     if DEPTH_RATIO in frame.columns:
         save_figure(grad_flow_figure(frame, chosen, run_dir.name), run_dir / GRAD_FLOW_PLOT)
 
@@ -101,8 +102,10 @@ def _replot_time_gradients(time_csv: Path, output: Path, force: bool) -> Path:
     frame = read_time_gradients(time_csv)
     metrics = time_csv.parent / METRICS
     _refuse_to_replace(output, force)
-    save_figure(time_grads_figure(frame, read_metrics(metrics) if metrics.is_file() else None, time_csv.parent.name),
-                output)
+    # a run's cell_grads.csv (or a copy of it under a name that says so) holds an LSTM's cell states' gradients
+    state = "c" if time_csv.name.startswith(CELL_GRADS.removesuffix(".csv")) else "h"
+    save_figure(time_grads_figure(frame, read_metrics(metrics) if metrics.is_file() else None, time_csv.parent.name,
+                                  state), output)
     return output
 
 

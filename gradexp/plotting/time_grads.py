@@ -4,6 +4,7 @@
 shrinks geometrically with the distance from the loss: the heatmap shows it for every recorded step
 (x) and position t (y), the profiles below a few chosen steps on a log axis, and the last panel the
 recurrent matrix's largest singular value with the line σ = 1, below which the gradient must vanish.
+cell_grads.pdf draws an LSTM's ‖∂L/∂c_t‖ the same way: the cell state's path, the LSTM's remedy.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from gradexp.recording.layout import SIGMA_PREFIX, STEP, short_parameter_name
 
 # How many steps' profiles the middle panel draws at most.
 PROFILES = 5
+# The states whose gradients a figure shows: their symbol and what they are.
+STATES = {"h": "hidden state", "c": "cell state"}
 
 
-def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFrame], title: str = "") -> Figure:
-    """The heatmap of log10 ‖∂L/∂h_t‖ over steps and positions, chosen steps' profiles against t, and
-    σ_max of each recurrent matrix per step (when metrics.csv has sigma_max columns) with σ = 1 marked."""
+def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFrame], title: str = "",
+                      state: str = "h") -> Figure:
+    """The heatmap of log10 ‖∂L/∂h_t‖ (`state` c: ‖∂L/∂c_t‖) over steps and positions, chosen steps' profiles
+    against t, and σ_max of each recurrent matrix per step (when metrics.csv has sigma_max columns) with σ = 1
+    marked."""
     sigma_columns = [c for c in metrics.columns if c.startswith(SIGMA_PREFIX)] if metrics is not None else []
     count = 3 if sigma_columns else 2
     figure, panels = panel_grid(count, 1, FIGURE_WIDTH, top=0.75, row_gap=1.15, bottom=0.55, left=0.8, right=1.1,
@@ -35,8 +40,8 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     title_on_top(figure, title)
     steps = time_gradients[STEP].to_numpy()
     norms = time_gradients.drop(columns=STEP).to_numpy(dtype=float)  # (recorded steps, T)
-    _draw_heatmap(figure, panels[0], steps, norms)
-    _draw_profiles(panels[1], steps, norms)
+    _draw_heatmap(figure, panels[0], steps, norms, state)
+    _draw_profiles(panels[1], steps, norms, state)
     if sigma_columns:
         _draw_sigma(panels[2], metrics, sigma_columns)
         # a step sits above its heatmap column
@@ -44,14 +49,14 @@ def time_grads_figure(time_gradients: pd.DataFrame, metrics: Optional[pd.DataFra
     return figure
 
 
-def _draw_heatmap(figure: Figure, axes, steps: np.ndarray, norms: np.ndarray) -> None:
+def _draw_heatmap(figure: Figure, axes, steps: np.ndarray, norms: np.ndarray, state: str) -> None:
     length = norms.shape[1]
-    draw_log_heatmap(figure, axes, steps, norms.T, (0.5, length + 0.5), "log10 ‖∂L/∂h_t‖")
+    draw_log_heatmap(figure, axes, steps, norms.T, (0.5, length + 0.5), f"log10 ‖∂L/∂{state}_t‖")
     axes.set_xlabel("step")
     axes.set_ylabel(f"position t (loss at t = {length})")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_title("log10 ‖∂L/∂h_t‖, the gradient reaching each hidden state (grey: exactly 0, tanh saturated)",
-                   fontsize="small", y=1.0)
+    axes.set_title(f"log10 ‖∂L/∂{state}_t‖, the gradient reaching each {STATES[state]} (grey: exactly 0, "
+                   f"saturated)", fontsize="small", y=1.0)
 
 
 def chosen_steps(steps: np.ndarray, norms: np.ndarray) -> list[int]:
@@ -69,7 +74,7 @@ def chosen_steps(steps: np.ndarray, norms: np.ndarray) -> list[int]:
     return sorted(picked)
 
 
-def _draw_profiles(axes, steps: np.ndarray, norms: np.ndarray) -> None:
+def _draw_profiles(axes, steps: np.ndarray, norms: np.ndarray, state: str) -> None:
     positions = np.arange(1, norms.shape[1] + 1)
     drawn = []
     chosen = chosen_steps(steps, norms)
@@ -83,7 +88,7 @@ def _draw_profiles(axes, steps: np.ndarray, norms: np.ndarray) -> None:
         drawn.append(values)
     axes.set_xlabel("position t")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel("‖∂L/∂h_t‖")
+    axes.set_ylabel(f"‖∂L/∂{state}_t‖")
     limits = set_log_scale(axes, drawn) if drawn else None
     notes = [limits.note() if limits else "", "gradients of exactly 0 left out" if zero else ""]
     notes = "; ".join(note for note in notes if note)

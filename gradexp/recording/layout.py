@@ -37,12 +37,15 @@ GRAD_NORMS_PLOT = "grad_norms.pdf"
 LOSS_PLOT = "loss.pdf"
 TIME_GRADS = "time_grads.csv"
 TIME_GRADS_PLOT = "time_grads.pdf"
+# ‖∂L/∂c_t‖ of an LSTM's cell state, as time_grads.csv holds ‖∂L/∂h_t‖ (the same columns)
+CELL_GRADS = "cell_grads.csv"
+CELL_GRADS_PLOT = "cell_grads.pdf"
 GRAD_FLOW_PLOT = "grad_flow.pdf"
 BEST_CHECKPOINT = "best.pt"
 RESUME_POINT = "last.pt"
 # Every file a run writes; a command that writes beside a run's files never takes one of these names.
 RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT,
-             TIME_GRADS, TIME_GRADS_PLOT, GRAD_FLOW_PLOT)
+             TIME_GRADS, TIME_GRADS_PLOT, CELL_GRADS, CELL_GRADS_PLOT, GRAD_FLOW_PLOT)
 
 GRAD_PREFIX = "grad_norm/"
 CLIPPED_PREFIX = "clipped_norm/"

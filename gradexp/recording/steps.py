@@ -88,7 +88,9 @@ class StepRecorder:
     parameter_sizes: list[int] = field(default_factory=list)
     # The first and last layer whose pre-clip norms' ratio is metrics.csv's depth_ratio (record.depth_ratio).
     depth_layers: list[str] = field(default_factory=list)
-    _time_rows: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    # cell_grads.csv, for an LSTM's ‖∂L/∂c_t‖ beside time_grads.csv's ‖∂L/∂h_t‖.
+    cell_log: Optional[CsvLog] = None
+    _time_rows: list[tuple[int, torch.Tensor, Optional[torch.Tensor]]] = field(default_factory=list)
     _host_columns: list[tuple[int, int, float]] = field(default_factory=list)
     _device_columns: tuple[list[torch.Tensor], ...] = field(default_factory=lambda: ([], [], [], [], []))
     # With update ratios: the weights before the first pending step, then after each pending step (flattened and
@@ -104,10 +106,11 @@ class StepRecorder:
     def record(self, step: int, epoch: int, lr: float, loss: torch.Tensor, before: torch.Tensor,
                after: torch.Tensor, threshold: torch.Tensor, clipped: torch.Tensor,
                recurrent: Sequence[torch.Tensor], time_gradients: Optional[torch.Tensor] = None,
-               weights: Optional[torch.Tensor] = None) -> None:
+               weights: Optional[torch.Tensor] = None, cell_gradients: Optional[torch.Tensor] = None) -> None:
         """`before` and `after`: the k per-parameter norms (gradient_norms) around the clip; `recurrent`: a copy
         of each of the r sigma_parameters as the step's forward used them (their σ_max is computed at flush,
-        all the steps' at once); `time_gradients`: ‖∂L/∂h_t‖ for t = 1..T, at the steps that record them;
+        all the steps' at once); `time_gradients`: ‖∂L/∂h_t‖ for t = 1..T, at the steps that record them (and
+        `cell_gradients`, an LSTM's ‖∂L/∂c_t‖);
         `weights`: with update ratios, the parameters after the step, flattened and joined (its update ratios are
         computed at flush against the weights before it: the previous step's, or start_weights')."""
         self._host_columns.append((step, epoch, lr))
@@ -117,7 +120,7 @@ class StepRecorder:
             self._weights.append(weights)
         self._recurrent.append(recurrent)
         if time_gradients is not None:
-            self._time_rows.append((step, time_gradients))
+            self._time_rows.append((step, time_gradients, cell_gradients))
 
     def start_weights(self, weights: torch.Tensor) -> None:
         """The weights before the next step (as `record` takes them), as a session begins: the first pending step's update
@@ -186,16 +189,20 @@ class StepRecorder:
         return {log.path.name: log.size for log in self._logs()}
 
     def _logs(self) -> list[CsvLog]:
-        return [self.log] + ([self.time_log] if self.time_log is not None else [])
+        return [log for log in (self.log, self.time_log, self.cell_log) if log is not None]
 
     def _flush_time_rows(self, last_step: int) -> None:
-        """time_grads.csv's pending rows up to `last_step` (a diverged run's last), in one host copy."""
-        rows, self._time_rows = [(step, norms) for step, norms in self._time_rows if step <= last_step], []
+        """time_grads.csv's (and cell_grads.csv's) pending rows up to `last_step` (a diverged run's last), in one
+        host copy."""
+        rows, self._time_rows = [row for row in self._time_rows if row[0] <= last_step], []
         if self.time_log is None or not rows:
             return
-        values = torch.stack([norms for _, norms in rows]).double().cpu().tolist()
-        self.time_log.write_rows([[step, *row] for (step, _), row in zip(rows, values)])
-        self.time_log.flush()
+        logs = [self.time_log] + ([self.cell_log] if self.cell_log is not None else [])
+        # (steps, logs, T): each step's ‖∂L/∂h_t‖, then its ‖∂L/∂c_t‖
+        values = torch.stack([torch.stack(norms[:len(logs)]) for _, *norms in rows]).double().cpu().tolist()
+        for index, log in enumerate(logs):
+            log.write_rows([[step, *row[index]] for (step, *_), row in zip(rows, values)])
+            log.flush()
 
     def _culprit(self, row: np.ndarray) -> str:
         """What went non-finite first in a diverging row: the first parameter whose norm did, else the total of

@@ -15,6 +15,8 @@ from gradexp.models.base import Model
 EXAMPLES = {
     "srn": (DataSpec("classification", (6,), 3, vocab_size=5), {"input_size": 4, "hidden_size": 3}),
     "mlp": (DataSpec("regression", (4,), 2), {"hidden": [3, 3], "batch_norm": True}),
+    "lstm": (DataSpec("classification", (6,), 3, vocab_size=5), {"input_size": 4, "hidden_size": 3}),
+    "gru": (DataSpec("classification", (6,), 3, vocab_size=5), {"input_size": 4, "hidden_size": 3}),
 }
 
 

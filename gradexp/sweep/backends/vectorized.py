@@ -216,6 +216,7 @@ class Batch:
         after = self.norms(members)
         recurrent = self.recurrent_matrices(members, stacked)
         through_time = self.time_gradients.norms if any(due) else None
+        through_cells = self.time_gradients.cell_norms if any(due) and self.time_gradients.cells else None
         sgd_steps_together([m.experiment.optimizer for m in members if m.steps_together])
         ended = []
         for index, member in enumerate(members):
@@ -225,7 +226,9 @@ class Batch:
                 optimizer.step()
             if member.training.complete_step(losses[index], before[index], after[index], clips[index], lr,
                                              recurrent[index], through_time[:, index] if due[index] else None,
-                                             member.training.weights()):
+                                             member.training.weights(),
+                                             through_cells[:, index] if through_cells is not None and due[index]
+                                             else None):
                 ended.append(member)
         return self.finish(ended)
 
