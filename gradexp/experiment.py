@@ -147,7 +147,7 @@ def _build(config: ExperimentConfig, datasets: Optional[DatasetCache]) -> Experi
     if train.batch_size > len(dataset.train):
         raise ConfigError(config.source, "train.batch_size",
                           f"expected at most the training set's size {len(dataset.train)}, got {train.batch_size}")
-    torch.manual_seed(train.seed)
+    torch.manual_seed(train.seed if train.init_seed is None else train.init_seed)
     model = MODELS.get(config.model.name)(dataset.spec, **config.model.params).to(device=device, dtype=dtype)
     loss_builder = LOSSES.get(config.loss.name)
     loss_params = {key: value for key, value in config.loss.params.items() if key != "reduction"}

@@ -424,7 +424,7 @@ class Training:
     def _end_step(self) -> bool:
         stop = self.stop_requests.received
         train_config = self.config.train
-        due_for_eval = self.step % train_config.eval_every == 0 or self.step == self.total_steps
+        due_for_eval = self.evaluation_due()
         if not (stop or due_for_eval or self.recorder.pending >= train_config.flush_every):
             return False
         if self._flush():
@@ -440,6 +440,12 @@ class Training:
             self.stopped_by = stop.name
             return True
         return False
+
+    def evaluation_due(self) -> bool:
+        """Whether the step just taken is followed by a dev evaluation (train.eval_every, train.eval_at)."""
+        every, step = self.config.train.eval_every, self.step
+        counted = step if self.config.train.eval_at == "gradexp" else step - 1  # the book counts from 0
+        return (counted > 0 and counted % every == 0) or step == self.total_steps
 
     def _unrecorded_norms(self, count: int):
         placeholder = torch.full((count,), math.nan, dtype=torch.float64, device=self.experiment.device)

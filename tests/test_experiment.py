@@ -56,3 +56,14 @@ def test_building_computes_on_the_configs_threads(write_config, monkeypatch, thr
         assert seen == [threads] and torch.get_num_threads() == 3 - threads
     finally:
         torch.set_num_threads(previous)
+
+
+def test_init_seed_draws_the_initial_weights_and_leaves_the_data_to_the_seed(write_config) -> None:
+    path = write_config(data={**TINY_SRN["data"], "generator": "seeded"})
+    other_weights = build_experiment(load_config(path, ["train.seed=0", "train.init_seed=5"]))
+    seed_5 = build_experiment(load_config(path, ["train.seed=5"]))
+    seed_0 = build_experiment(load_config(path, ["train.seed=0"]))
+    for (name, weights), reference in zip(other_weights.model.named_parameters(), seed_5.model.parameters()):
+        assert torch.equal(weights, reference), name
+    assert torch.equal(other_weights.dataset.train.inputs, seed_0.dataset.train.inputs)
+    assert not torch.equal(other_weights.dataset.train.inputs, seed_5.dataset.train.inputs)

@@ -15,7 +15,7 @@ import yaml
 from gradexp.config.loading import load_config
 from gradexp.recording.layout import MetricsColumns
 from gradexp.runner import run
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, TINY_SRN
 
 SRN_PARAMETERS = ["embedding.weight", "rnn_model.W", "rnn_model.U", "rnn_model.b", "classifier.weight",
                   "classifier.bias"]
@@ -280,3 +280,14 @@ def test_no_depth_ratio_for_a_recurrent_model_or_when_switched_off(write_config,
     for result in (srn, off):
         assert "depth_ratio" not in pd.read_csv(result.run_dir / "metrics.csv").columns
         assert result.summary.median_depth_ratio is None and not (result.run_dir / "grad_flow.pdf").exists()
+
+
+@pytest.mark.parametrize("eval_at, steps", [("gradexp", [4, 8, 12, 16, 20]), ("book", [5, 9, 13, 17, 20])])
+def test_dev_evaluations_come_at_gradexps_steps_or_at_the_books(write_config, tmp_path: Path, eval_at: str,
+                                                                 steps: list[int]) -> None:
+    """The book's RunnerV3 counts steps from 0 and evaluates after its steps 100, 200, ... (gradexp's 101, 201,
+    ...) and after the last; gradexp after its steps 100, 200, ... and the last."""
+    path = write_config(train={**TINY_SRN["train"], "epochs": 4, "eval_every": 4, "eval_at": eval_at})
+    result = run(load_config(path), tmp_path)
+    evaluations = pd.read_csv(result.run_dir / "eval.csv")
+    assert list(evaluations.loc[evaluations["split"] == "dev", "step"]) == steps

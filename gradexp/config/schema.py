@@ -24,7 +24,13 @@ class TrainConfig:
     batch_size: PositiveInt = 32
     # Evaluate on the dev split every this many optimizer steps (and after the last step).
     eval_every: PositiveInt = 100
+    # gradexp: after steps eval_every, 2 eval_every, ... and the last. book: as the book's RunnerV3 counts its
+    # steps from 0, after steps 1 + eval_every, 1 + 2 eval_every, ... and the last (101, 201 and 250 of 250).
+    eval_at: Literal["gradexp", "book"] = "gradexp"
     seed: NonNegativeInt = 0
+    # The seed of the model's initial weights; null: train.seed. The book does not re-seed before its clipped
+    # run (6.2.3), which therefore starts from other weights than the unclipped one: another init_seed does that.
+    init_seed: Optional[NonNegativeInt] = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     shuffle: bool = True
     # Which model the test split is evaluated on: the best dev checkpoint, or the final weights (Keras reports the final one).
