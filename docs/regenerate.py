@@ -548,6 +548,137 @@ def e2_seeds(session: Session) -> str:
     return seeded_comparison(session, E2_SETTINGS, 10, "mse", higher=False, claim=claim)
 
 
+def sweep_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "sweep.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def only_sweep(session: Session, workspace: str, pattern: str) -> Path:
+    found = sorted(session.workspace(workspace).glob(pattern))
+    if len(found) != 1:
+        raise SceneFailure(f"expected one folder {pattern} in {session.workspace(workspace)}, found {len(found)}")
+    return found[0]
+
+
+def spread(values: Sequence[float]) -> str:
+    """mean ± sd of some runs' values (n/a where none)."""
+    if not values:
+        return "n/a"
+    mean = sum(values) / len(values)
+    deviation = (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:.3g} ± {deviation:.2g}"
+
+
+@scene("book-init")
+def book_init(session: Session) -> str:
+    """srn_explode and srn_clip over 10 seeds with the book's initialisation and with torch's: W's gradient peak
+    and the test accuracy, then the clipped run against the unclipped one (book init)."""
+    commands, rows = [], []
+    for init in ("book", "torch"):
+        for name in ("srn_explode", "srn_clip"):
+            swept = session.run("init", "sweep", f"configs/{name}.yaml", "--seeds", "10", "--vectorize", "--set",
+                                f"model.init={init}", "--out", f"runs/{init}/{name}")
+            commands.append(f"$ {swept.command}")
+            runs = sweep_rows(only_sweep(session, "init", f"runs/{init}/{name}/sweep-*"))
+            peaks = sorted(float(run["max_grad_norm/rnn_model.W"]) for run in runs)
+            accuracies = [float(run["test/accuracy"]) for run in runs if run["test/accuracy"]]
+            rows.append(f"| `{name}` | {init} | {peaks[len(peaks) // 2]:.4g} | {peaks[-1]:.4g} | {spread(accuracies)} |")
+    folders = [str(only_sweep(session, "init", f"runs/book/{name}/sweep-*").relative_to(session.workspace("init")))
+               for name in ("srn_explode", "srn_clip")]
+    compared = session.run("init", "compare", *folders, "--out", "runs/compare-book")
+    lines = compared.output.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("against the baseline"))
+    end = next(index for index, line in enumerate(lines) if line.startswith("wrote "))
+    shown = Result(compared.command, "\n".join(["...", *lines[start:end]]), compared.returncode)
+    table = ["| config | `model.init` | W's gradient peak: median over 10 seeds | largest | test accuracy: mean ± sd |",
+             "|---|---|---|---|---|", *rows]
+    return "\n\n".join([text_block(*commands), "\n".join(table), text_block(shown.transcript())])
+
+
+GATED = ("srn_explode", "lstm_explode", "gru_explode")
+
+
+@scene("gated-remedy")
+def gated_remedy(session: Session) -> str:
+    """E1's explosion run with the SRN, the LSTM and the GRU: the comparison, how much gradient reaches the first
+    position, and the LSTM's and GRU's gradients through time as pictures."""
+    session.run_shipped(GATED)
+    compared = session.run("shipped", "compare", *[session.run_folder(name) for name in GATED], "--columns",
+                           "run,model.name,status,test accuracy,total max,explode>100", "--out", "runs/compare-gated")
+    table = ["| config | steps where ‖∂L/∂h_1‖ = 0 | ‖∂L/∂h_1‖ / ‖∂L/∂h_20‖: median over the steps |", "|---|---|---|"]
+    figures = []
+    from gradexp.plotting.time_grads import time_grads_figure
+    from gradexp.recording.folder import read_metrics, read_time_gradients
+
+    for name in GATED:
+        folder = session.workspace("shipped") / session.run_folder(name)
+        frame = read_time_gradients(folder / "time_grads.csv")
+        first, last = frame["t1"], frame[frame.columns[-1]]
+        zero = int((first == 0).sum())
+        ratios = sorted((first / last).dropna())
+        table.append(f"| `{name}` | {zero} of {len(frame)} | {ratios[len(ratios) // 2]:.3g} |")
+        if name != "srn_explode":
+            metrics = read_metrics(folder / "metrics.csv")
+            figures.append(session.figure(f"time_grads_{name}", time_grads_figure(frame, metrics, name),
+                                          f"time_grads.pdf of {name}"))
+            if (folder / "cell_grads.csv").is_file():
+                cells = read_time_gradients(folder / "cell_grads.csv")
+                figures.append(session.figure(f"cell_grads_{name}", time_grads_figure(cells, metrics, name, "c"),
+                                              f"cell_grads.pdf of {name}"))
+    return "\n\n".join([text_block(compared.transcript()), "\n".join(table), *figures])
+
+
+MEMORY_LENGTHS = "5,10,15,20,25,30,35"
+MEMORY_EPOCHS = 50
+
+
+@scene("memory")
+def memory(session: Session) -> str:
+    """The book's memory experiment, shortened to MEMORY_EPOCHS epochs: both models over every length with 3 seeds,
+    compared against the length; how long it took, and the full experiment's time by proportion."""
+    from gradexp.compare import build_table, gather_runs, grouped_comparison
+    from gradexp.compare.group_figure import draw_against_field
+    from gradexp.plotting.layout import new_figure
+
+    commands, seconds = [], {}
+    for model in ("srn", "lstm"):
+        started = time.monotonic()
+        swept = session.run("memory", "sweep", f"configs/memory_{model}.yaml", "--grid", f"data.length={MEMORY_LENGTHS}",
+                            "--seeds", "3", "--vectorize", "--set", f"train.epochs={MEMORY_EPOCHS}", "--out",
+                            f"runs/{model}")
+        seconds[model] = time.monotonic() - started
+        commands.append(f"$ {swept.command}     # {seconds[model]:.0f}s here")
+    folders = [only_sweep(session, "memory", f"runs/{model}/sweep-*") for model in ("srn", "lstm")]
+    compared = session.run("memory", "compare", *[str(folder.relative_to(session.workspace("memory")))
+                                                 for folder in folders],
+                           "--x", "data.length", "--stats", "test accuracy", "--out", "runs/compare-memory")
+    commands.append(f"$ {compared.command} | tail -n 3")
+    commands += compared.output.splitlines()[-3:]
+    grouped = grouped_comparison(build_table(gather_runs(folders).runs), statistics=["test/accuracy"])
+    figure = new_figure(7.0, 4.2)
+    axes = figure.add_axes((0.1, 0.13, 0.85, 0.75))
+    draw_against_field(axes, grouped, "data.length")
+    shown = session.figure("memory_accuracy_against_length", figure,
+                           "test accuracy against the sequence length, SRN and LSTM")
+    table = ["| length | " + " | ".join(f"{model}: test accuracy, mean ± sd of 3 seeds" for model in ("SRN", "LSTM"))
+             + " |", "|---|---|---|"]
+    by_length: dict[str, dict[str, str]] = {}
+    summaries = grouped.summaries["test/accuracy"]
+    position = grouped.by.index("data.length")
+    for group, found in zip(grouped.groups, summaries):
+        model = "lstm" if "model.name=lstm" in group.label or "model=lstm" in group.label else "srn"
+        cell = "n/a" if found.mean is None else f"{found.mean:.3g} ± {found.std or 0:.2g}"
+        by_length.setdefault(str(group.values[position]), {})[model] = cell
+    for length in MEMORY_LENGTHS.split(","):
+        cells = by_length.get(length, {})
+        table.append(f"| {length} | {cells.get('srn', 'n/a')} | {cells.get('lstm', 'n/a')} |")
+    full = sum(seconds.values()) * 500 / MEMORY_EPOCHS
+    note = (f"These {MEMORY_EPOCHS}-epoch sweeps took {seconds['srn']:.0f}s (SRN) and {seconds['lstm']:.0f}s (LSTM) "
+            f"here; the book's 500 epochs train ten times as many steps: about {full:.0f}s in all for both "
+            f"models on this machine.")
+    return "\n\n".join([text_block(*commands), shown, "\n".join(table), note])
+
+
 @scene("time-grads")
 def time_grads(session: Session) -> str:
     """E1 without and with clipping: the gradient reaching the first and the last position, and σ_max(U)."""

@@ -39,7 +39,9 @@ DEEP_SIGMOID: dict[str, Any] = {
 }
 BATCH_NORM_TANH = merged(DEEP_SIGMOID, {"model": {"hidden": [6, 6], "activation": "tanh", "batch_norm": True}})
 # One tiny config per built-in model at least; each must pass the seed-003 threshold.
-PASSING = {"srn": TINY_SRN, "mlp": TINY_MLP, "deep_sigmoid": DEEP_SIGMOID, "batch_norm_tanh": BATCH_NORM_TANH}
+PASSING = {"srn": TINY_SRN, "mlp": TINY_MLP, "deep_sigmoid": DEEP_SIGMOID, "batch_norm_tanh": BATCH_NORM_TANH,
+           "lstm": merged(TINY_SRN, {"model": {"name": "lstm", "input_size": 6, "hidden_size": 6}}),
+           "gru": merged(TINY_SRN, {"model": {"name": "gru", "input_size": 6, "hidden_size": 6}})}
 
 
 def write(tmp_path: Path, raw: dict[str, Any], name: str = "tiny") -> Path:

@@ -44,12 +44,12 @@ def flattened(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def assert_twins(sequential: SweepResult, vectorized: SweepResult) -> None:
-    """Same statuses, same files, metrics.csv, eval.csv and time_grads.csv equal to float64 rounding, same
-    summaries."""
+    """Same statuses, same files, metrics.csv, eval.csv, time_grads.csv and cell_grads.csv equal to float64
+    rounding, same summaries."""
     for alone, batched in zip(sequential.outcomes, vectorized.outcomes):
         assert (alone.point.index, alone.status) == (batched.point.index, batched.status)
         assert sorted(p.name for p in alone.run_dir.iterdir()) == sorted(p.name for p in batched.run_dir.iterdir())
-        for name in ("metrics.csv", "eval.csv", "time_grads.csv"):
+        for name in ("metrics.csv", "eval.csv", "time_grads.csv", "cell_grads.csv"):
             if not (alone.run_dir / name).exists():
                 continue
             expected, got = pd.read_csv(alone.run_dir / name), pd.read_csv(batched.run_dir / name)
@@ -183,3 +183,19 @@ def test_loop_backend_points_recording_time_gradients_train_alone_and_match(writ
     assert batch_key(batched[0]) == batch_key(batched[1])
     sequential, vectorized = sweep_both_ways(path, [], ["optimizer.lr=0.05,0.5"], tmp_path)
     assert_twins(sequential, vectorized)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_gated_models_match_their_sequential_twins(write_config, tmp_path: Path, model: str) -> None:
+    """Without gradients through time their points share a batch; with them (the loop's hooks) each trains
+    alone: either way the files are the sequential runs' (the LSTM's cell_grads.csv too)."""
+    path = write_config(model={"name": model, "input_size": 6, "hidden_size": 6},
+                        train={"dtype": "float64", "epochs": 2})
+    for recording in ("true", "false"):
+        out = tmp_path / recording
+        sequential, vectorized = sweep_both_ways(path, [f"record.time_grads={recording}"],
+                                                 ["optimizer.lr=0.05,0.5"], out)
+        assert [o.status for o in vectorized.outcomes] == ["completed"] * 2
+        assert all((o.run_dir / "cell_grads.csv").exists() == (model == "lstm" and recording == "true")
+                   for o in vectorized.outcomes)
+        assert_twins(sequential, vectorized)
