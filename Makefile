@@ -29,6 +29,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_srn.py
+	cd benchmarks && ../$(BIN)/python bench_gated.py
 
 # Rerun the commands whose output README.md and docs/ quote, and rewrite the quotes (several minutes).
 docs: setup

@@ -6,8 +6,9 @@ when there is nothing to say (an empty `output_axes`), so no caller needs hasatt
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -52,3 +53,22 @@ class TimeGradients:
     enabled: bool = False
     norms: Optional[torch.Tensor] = None
     cell_norms: Optional[torch.Tensor] = None
+
+
+class StateHooks:
+    """Catches ∂L/∂s_t for every position of a state as autograd passes it back; once every position's has come,
+    their norms (L2 over the batch and the units) go to `deliver`."""
+
+    def __init__(self, length: int, deliver: Callable[[torch.Tensor], None]) -> None:
+        self.length = length
+        self.deliver = deliver
+        self.caught: dict[int, torch.Tensor] = {}
+
+    def watch(self, t: int, state: torch.Tensor) -> None:
+        state.register_hook(functools.partial(self._catch, t))
+
+    def _catch(self, t: int, gradient: torch.Tensor) -> None:
+        self.caught[t] = gradient
+        if len(self.caught) == self.length:
+            self.deliver(torch.linalg.vector_norm(torch.stack([self.caught[s] for s in range(self.length)]),
+                                                 dim=(-2, -1)))

@@ -28,15 +28,14 @@ through time: ‖∂L/∂h_t‖ for both, and ‖∂L/∂c_t‖ of the LSTM's ce
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
 
 from gradexp.data.base import DataSpec
 from gradexp.models import MODELS
-from gradexp.models.base import TimeGradients
+from gradexp.models.base import StateHooks, TimeGradients
 from gradexp.models.srn import Init, SequenceClassifier, check_token_classification, embed
 from gradexp.value_types import PositiveInt
 
@@ -86,6 +85,15 @@ class GatedRecurrence(nn.Module):
         """Every gate's `kind` tensor side by side, in `gates` order: (rows, gates x hidden)."""
         return torch.cat([getattr(self, f"{kind}_{gate}") for gate in self.gates], dim=1)
 
+    def kernel_weights(self, order: tuple[str, ...]) -> list[torch.Tensor]:
+        """The gates' tensors in the layout of torch's kernels: the gates in the kernel's `order` as rows of
+        W_ih (gates x hidden, input) and W_hh, the biases on the input side and zero on the hidden side."""
+        def rows(kind: str) -> torch.Tensor:
+            return torch.cat([getattr(self, f"{kind}_{gate}") for gate in order], dim=1).t()
+
+        bias = rows("b").reshape(-1)
+        return [rows("W"), rows("U"), bias, torch.zeros_like(bias)]
+
     def over_tokens(self, tokens: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The last hidden state (batch, hidden) for tokens (batch, time) embedded by `embedding`'s rows."""
         inputs = embed(tokens, embedding)
@@ -97,25 +105,6 @@ class GatedRecurrence(nn.Module):
         watch = self.time_gradients is not None and self.time_gradients.enabled and torch.is_grad_enabled()
         return self.loop(projected, self.joined("U"), self.time_gradients if watch else None)
 
-
-
-class StateHooks:
-    """Catches ∂L/∂s_t for every position of a state as autograd passes it back; once every position's has come,
-    their norms (L2 over the batch and the units) go to `deliver`."""
-
-    def __init__(self, length: int, deliver: Callable[[torch.Tensor], None]) -> None:
-        self.length = length
-        self.deliver = deliver
-        self.caught: dict[int, torch.Tensor] = {}
-
-    def watch(self, t: int, state: torch.Tensor) -> None:
-        state.register_hook(functools.partial(self._catch, t))
-
-    def _catch(self, t: int, gradient: torch.Tensor) -> None:
-        self.caught[t] = gradient
-        if len(self.caught) == self.length:
-            self.deliver(torch.linalg.vector_norm(torch.stack([self.caught[s] for s in range(self.length)]),
-                                                 dim=(-2, -1)))
 
 
 class LSTM(GatedRecurrence):
@@ -141,15 +130,10 @@ class LSTM(GatedRecurrence):
         return hidden
 
     def fused(self, inputs: torch.Tensor) -> torch.Tensor:
-        """torch's LSTM kernel: its gates are (i, f, g, o) rows of W_ih (4H x in) and W_hh; the book's (i, f, o, c)
-        are columns here, so they are reordered and transposed. Its second bias is zero."""
-        order = ("i", "f", "c", "o")
-        weight_ih = torch.cat([getattr(self, f"W_{gate}") for gate in order], dim=1).t()
-        weight_hh = torch.cat([getattr(self, f"U_{gate}") for gate in order], dim=1).t()
-        bias = torch.cat([getattr(self, f"b_{gate}") for gate in order], dim=1).reshape(-1)
+        """torch's LSTM kernel: its gates are (i, f, g, o), g the candidate."""
         zeros = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
-        _, last, _ = torch._VF.lstm(inputs, (zeros, zeros), [weight_ih, weight_hh, bias, torch.zeros_like(bias)],
-                                    True, 1, 0.0, torch.is_grad_enabled(), False, True)
+        _, last, _ = torch._VF.lstm(inputs, (zeros, zeros), self.kernel_weights(("i", "f", "c", "o")), True, 1, 0.0,
+                                    torch.is_grad_enabled(), False, True)
         return last[0]
 
 
@@ -172,14 +156,10 @@ class GRU(GatedRecurrence):
         return hidden
 
     def fused(self, inputs: torch.Tensor) -> torch.Tensor:
-        """torch's GRU kernel: gates (r, z, n) as rows; the candidate's bias is the input-side one (b_h), its
-        hidden-side bias zero, so r scales h U_h alone, as in the loop."""
-        order = ("r", "z", "h")
-        weight_ih = torch.cat([getattr(self, f"W_{gate}") for gate in order], dim=1).t()
-        weight_hh = torch.cat([getattr(self, f"U_{gate}") for gate in order], dim=1).t()
-        bias = torch.cat([getattr(self, f"b_{gate}") for gate in order], dim=1).reshape(-1)
+        """torch's GRU kernel: gates (r, z, n), n the candidate; with the hidden-side bias zero, r scales h U_h
+        alone, as in the loop."""
         zeros = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
-        _, last = torch._VF.gru(inputs, zeros, [weight_ih, weight_hh, bias, torch.zeros_like(bias)], True, 1, 0.0,
+        _, last = torch._VF.gru(inputs, zeros, self.kernel_weights(("r", "z", "h")), True, 1, 0.0,
                                 torch.is_grad_enabled(), False, True)
         return last[0]
 

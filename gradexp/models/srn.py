@@ -22,7 +22,6 @@ E1's sizes: see benchmarks/README.md).
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, Literal, Optional
 
 import torch
@@ -31,7 +30,7 @@ from torch import nn
 from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
 from gradexp.models import MODELS
-from gradexp.models.base import TimeGradients
+from gradexp.models.base import StateHooks, TimeGradients
 from gradexp.models.srn_bptt import bptt_recurrence, bptt_token_recurrence
 from gradexp.value_types import PositiveInt
 
@@ -48,21 +47,14 @@ def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: t
     last one to come (h_1's) leaves their norms there.
     """
     hidden = inputs.new_zeros(inputs.shape[0], W.shape[1])
-    caught: dict[int, torch.Tensor] = {}
-    length = inputs.shape[1]
     watch = time_gradients is not None and time_gradients.enabled and torch.is_grad_enabled()
-
-    def catch(t: int, gradient: torch.Tensor) -> None:
-        caught[t] = gradient
-        if len(caught) == length:
-            time_gradients.norms = torch.linalg.vector_norm(torch.stack([caught[s] for s in range(length)]),
-                                                            dim=(-2, -1))
-
+    if watch:
+        hooks = StateHooks(inputs.shape[1], lambda norms: setattr(time_gradients, "norms", norms))
     # unbind, not inputs[:, t]: the backward of T slices would add T zero-padded copies of the whole input.
     for t, x_t in enumerate(inputs.unbind(1)):
         hidden = torch.tanh(x_t @ W + hidden @ U + b)
         if watch:
-            hidden.register_hook(functools.partial(catch, t))
+            hooks.watch(t, hidden)
     return hidden
 
 
