@@ -79,7 +79,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any] | str, list[str], str]] = [
     ("batch_size above the training set", {"train": {"batch_size": 301}}, [],
      "train.batch_size: expected at most the training set's size 300, got 301"),
     ("epochs zero", {"train": {"epochs": 0}}, [], "train.epochs: expected a value >= 1, got 0"),
-    ("unknown model", {"model": {"name": "lstm"}}, [], f"model.name: unknown model 'lstm'; {one_of(MODELS)}"),
+    ("unknown model", {"model": {"name": "transformer"}}, [], f"model.name: unknown model 'transformer'; {one_of(MODELS)}"),
     ("unknown dataset", {"data": {"name": "digitsum"}}, [],
      f"data.name: unknown dataset 'digitsum' (did you mean 'digit_sum'?); {one_of(DATASETS)}"),
     ("unknown optimizer", {"optimizer": {"name": "adamw"}}, [],
