@@ -595,6 +595,29 @@ def book_init(session: Session) -> str:
     return "\n\n".join([text_block(*commands), "\n".join(table), text_block(shown.transcript())])
 
 
+@scene("chapter6-explosion")
+def chapter6_explosion(session: Session) -> str:
+    """The book's 6.2: the explosion run and the per-tensor fix, their W, U, b norms as grad_norms.pdf draws
+    them (the book's figures show the first 40 and 100 steps), and the two side by side."""
+    from gradexp.plotting.grad_norms import grad_norms_figure
+    from gradexp.plotting.thresholds import clip_section
+    from gradexp.recording.folder import RunFolder
+
+    names = ("srn_explode", "srn_clip")
+    session.run_shipped(names)
+    figures = []
+    for name in names:
+        record = RunFolder.read(session.workspace("shipped") / session.run_folder(name))
+        plotted = record.summary.plot_parameters
+        steps = int(record.config["plot.steps"])
+        figure = grad_norms_figure(record.metrics, plotted, steps, title=name, clip=clip_section(record.config))
+        figures.append(session.figure(f"grad_norms_{name}", figure, f"grad_norms.pdf of {name}"))
+    compared = session.run("shipped", "compare", *[session.run_folder(name) for name in names], "--columns",
+                           "run,clip.mode,test accuracy,W max,U max,b max,explode>100,clipped",
+                           "--out", "runs/compare-chapter6")
+    return "\n\n".join([text_block(compared.transcript()), *figures])
+
+
 GATED = ("srn_explode", "lstm_explode", "gru_explode")
 
 

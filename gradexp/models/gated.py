@@ -81,18 +81,15 @@ class GatedRecurrence(nn.Module):
         # W and U are (in x hidden): a hidden unit's weights are a column (AGC's unit-wise norm needs this)
         return {f"{kind}_{gate}": 1 for kind in "WU" for gate in self.gates}
 
-    def joined(self, kind: str) -> torch.Tensor:
-        """Every gate's `kind` tensor side by side, in `gates` order: (rows, gates x hidden)."""
-        return torch.cat([getattr(self, f"{kind}_{gate}") for gate in self.gates], dim=1)
+    def joined(self, kind: str, order: Optional[tuple[str, ...]] = None) -> torch.Tensor:
+        """Every gate's `kind` tensor side by side, in `order` (default: `gates`): (rows, gates x hidden)."""
+        return torch.cat([getattr(self, f"{kind}_{gate}") for gate in order or self.gates], dim=1)
 
     def kernel_weights(self, order: tuple[str, ...]) -> list[torch.Tensor]:
         """The gates' tensors in the layout of torch's kernels: the gates in the kernel's `order` as rows of
         W_ih (gates x hidden, input) and W_hh, the biases on the input side and zero on the hidden side."""
-        def rows(kind: str) -> torch.Tensor:
-            return torch.cat([getattr(self, f"{kind}_{gate}") for gate in order], dim=1).t()
-
-        bias = rows("b").reshape(-1)
-        return [rows("W"), rows("U"), bias, torch.zeros_like(bias)]
+        bias = self.joined("b", order).reshape(-1)
+        return [self.joined("W", order).t(), self.joined("U", order).t(), bias, torch.zeros_like(bias)]
 
     def over_tokens(self, tokens: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The last hidden state (batch, hidden) for tokens (batch, time) embedded by `embedding`'s rows."""
@@ -104,7 +101,6 @@ class GatedRecurrence(nn.Module):
         projected = inputs @ self.joined("W") + self.joined("b")
         watch = self.time_gradients is not None and self.time_gradients.enabled and torch.is_grad_enabled()
         return self.loop(projected, self.joined("U"), self.time_gradients if watch else None)
-
 
 
 class LSTM(GatedRecurrence):
