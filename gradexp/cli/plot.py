@@ -27,7 +27,8 @@ def command(metrics_csv: Path, output: Optional[Path], params: Optional[str], st
             log_y: Optional[bool], force: bool) -> None:
     """Re-plot the gradient norms of any metrics.csv, with the run's own plot and clip settings
     (config.yaml and summary.json beside the CSV) unless an option overrides them; or the gradients
-    through time of a time_grads.csv (as time_grads.pdf; --params, --steps and --log-y are for a metrics.csv).
+    through time of a time_grads.csv (as time_grads.pdf), or of an LSTM's cell_grads.csv (as cell_grads.pdf);
+    --params, --steps and --log-y are for a metrics.csv.
 
     Never replaces an existing file (the run's own grad_norms.pdf included) without --force.
 

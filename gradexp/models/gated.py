@@ -68,9 +68,9 @@ class GatedRecurrence(nn.Module):
 
     @property
     def plot_names(self) -> tuple[str, ...]:
-        """The recurrent matrices: the gradient-norm plot's parameters by default (every gate's are in
-        metrics.csv)."""
-        return self.recurrent_names
+        """The gradient-norm plot's parameters by default: every gate's W and U (the biases are in metrics.csv),
+        so the largest of them, often a W, is never left out."""
+        return tuple(f"{kind}_{gate}" for kind in "WU" for gate in self.gates)
 
     @property
     def recurrent_names(self) -> tuple[str, ...]:
