@@ -561,12 +561,11 @@ def only_sweep(session: Session, workspace: str, pattern: str) -> Path:
 
 
 def spread(values: Sequence[float]) -> str:
-    """mean ± sd of some runs' values (n/a where none)."""
-    if not values:
-        return "n/a"
-    mean = sum(values) / len(values)
-    deviation = (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return f"{mean:.3g} ± {deviation:.2g}"
+    """mean ± sd of some runs' values (n/a where none), as gradexp compare summarises them."""
+    from gradexp.compare.statistics import summarise
+
+    found = summarise(values)
+    return "n/a" if found.mean is None else f"{found.mean:.3g} ± {found.std or 0.0:.2g}"
 
 
 @scene("book-init")

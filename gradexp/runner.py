@@ -308,8 +308,8 @@ class Training:
         return self.experiment.time_gradients is not None and self.step % self.config.record.time_every == 0
 
     def weights(self) -> Optional[torch.Tensor]:
-        """A copy of the parameters, flattened and joined, when the run records update ratios (after each step: complete_step's
-        `weights`; as a session begins: the recorder's start_weights)."""
+        """A copy of the parameters, flattened and joined, when the run records update ratios (after each step:
+        complete_step's `weights`; as a session begins: the recorder's start_weights)."""
         if not self.config.record.update_ratio:
             return None
         return torch.cat(self.flat_parameters)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Callable, Sequence
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -35,20 +37,31 @@ def comparison_figure(table: ComparisonTable) -> Figure:
     marks the explosion threshold with a grey dotted line. The legend names each run by the config fields
     that differ between the runs.
     """
+    def draw_runs(axes: Axes, column: str) -> list:
+        return [draw_norm_curve(axes, run.metrics, column, linewidth=1, label=label, **run_style(index))
+                for index, (run, label) in enumerate(zip(table.runs, table.labels))
+                if run.metrics is not None and column in run.metrics]
+
+    figure, _ = curve_panels(table, table.labels, draw_runs)
+    return figure
+
+
+def curve_panels(table: ComparisonTable, labels: Sequence[str], draw: Callable[[Axes, str], list],
+                 extra_panels: int = 0, top: float = 0.55) -> tuple[Figure, list[Axes]]:
+    """compare.pdf's panels, one per shown parameter's pre-clip norm, then the loss, each filled by
+    `draw(axes, column)` (which returns the values it drew) on a log axis, with `extra_panels` empty ones after
+    them and a legend of `labels` in run_style's order under them: the figure and all its panels."""
     panels = [GRAD_PREFIX + name for name in table.parameters] + ["loss"]
     # A label of many differing fields is wrapped rather than cut off at the figure's edges.
-    labels = [textwrap.fill(label, LEGEND_LABEL_WIDTH, break_long_words=False) for label in table.labels]
+    labels = [textwrap.fill(label, LEGEND_LABEL_WIDTH, break_long_words=False) for label in labels]
     legend_lines = sum(label.count("\n") + 1 for label in labels)
     # Laid out by hand (see plotting.layout): above each panel a title of up to two lines, below it the x
     # label; under the panels the legend, a fifth of an inch per line.
-    figure, axes_list = panel_grid(len(panels), PANEL_COLUMNS, FIGURE_WIDTH, top=0.55, row_gap=0.95,
+    figure, axes_list = panel_grid(len(panels) + extra_panels, PANEL_COLUMNS, FIGURE_WIDTH, top=top, row_gap=0.95,
                                    bottom=0.55 + 0.2 * legend_lines + 0.15, left=0.75, right=0.25, column_gap=0.8,
                                    panel_height=PANEL_HEIGHT)
     for axes, column in zip(axes_list, panels):
-        drawn = []
-        for index, (run, label) in enumerate(zip(table.runs, table.labels)):
-            if run.metrics is not None and column in run.metrics:
-                drawn.append(draw_norm_curve(axes, run.metrics, column, linewidth=1, label=label, **run_style(index)))
+        drawn = draw(axes, column)
         if column == GRAD_PREFIX + TOTAL:
             axes.axhline(table.explode_at, color="0.5", linestyle=":", linewidth=1)
             drawn.append([table.explode_at])  # kept above the axis' lower end
@@ -62,7 +75,7 @@ def comparison_figure(table: ComparisonTable) -> Figure:
     handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(labels)]
     figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.1 / figure.get_figheight()), ncols=1,
                   fontsize="small", frameon=False)
-    return figure
+    return figure, axes_list
 
 
 def panel_title(column: str, table: ComparisonTable) -> str:

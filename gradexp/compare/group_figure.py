@@ -5,21 +5,19 @@ setting of the other grouping fields."""
 
 from __future__ import annotations
 
-import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from gradexp.compare.figure import FIGURE_WIDTH, LEGEND_LABEL_WIDTH, PANEL_COLUMNS, PANEL_HEIGHT, panel_title, run_style
+from gradexp.compare.figure import curve_panels, run_style
 from gradexp.compare.groups import GroupedComparison, group_label
 from gradexp.compare.statistics import CONFIDENCE
 from gradexp.errors import OptionError
-from gradexp.plotting.layout import panel_grid, title_on_top
-from gradexp.plotting.scales import set_log_scale
-from gradexp.recording.layout import GRAD_PREFIX, STEP, TOTAL
+from gradexp.plotting.layout import title_on_top
+from gradexp.recording.layout import STEP
 from gradexp.recording.summary import number
 
 QUARTILES = (0.25, 0.5, 0.75)
@@ -40,17 +38,8 @@ def group_figure(grouped: GroupedComparison, x_field: Optional[str] = None) -> F
     """Every group's median and interquartile band, per step, of each shown parameter's norm, the total and the
     loss; and with `x_field`, grouped.tested's means (CI bars) against that field's values."""
     table = grouped.table
-    panels = [GRAD_PREFIX + name for name in table.parameters] + ["loss"]
-    count = len(panels) + (x_field is not None)
-    labels = [textwrap.fill(f"#{group.number} {group.label} (n = {len(group.rows)})", LEGEND_LABEL_WIDTH,
-                            break_long_words=False) for group in grouped.groups]
-    legend_lines = sum(label.count("\n") + 1 for label in labels)
-    figure, axes_list = panel_grid(count, PANEL_COLUMNS, FIGURE_WIDTH, top=0.85, row_gap=0.95,
-                                   bottom=0.55 + 0.2 * legend_lines + 0.15, left=0.75, right=0.25, column_gap=0.8,
-                                   panel_height=PANEL_HEIGHT)
-    title_on_top(figure, "each group's median over its runs, step by step; bands: the runs' quartiles (25th to 75th "
-                         "percentile)")
-    for axes, column in zip(axes_list, panels):
+
+    def draw_groups(axes: Axes, column: str) -> list:
         drawn = []
         for index, group in enumerate(grouped.groups):
             curves = quartile_curves([table.runs[row].metrics for row in group.rows], column)
@@ -60,20 +49,14 @@ def group_figure(grouped: GroupedComparison, x_field: Optional[str] = None) -> F
             axes.fill_between(curves.index, curves[0.25], curves[0.75], color=style["color"], alpha=0.2, linewidth=0)
             axes.plot(curves.index, curves[0.5], linewidth=1, **style)
             drawn += [curves[0.25].to_numpy(), curves[0.5].to_numpy()]
-        if column == GRAD_PREFIX + TOTAL:
-            axes.axhline(table.explode_at, color="0.5", linestyle=":", linewidth=1)
-            drawn.append([table.explode_at])
-        limits = set_log_scale(axes, drawn)
-        if limits is None:
-            axes.set_yscale("log")
-        axes.set_xlabel("step")
-        note = limits.note() if limits else ""
-        axes.set_title(panel_title(column, table) + (f"\n({note})" if note else ""), fontsize="medium", y=1.0)
+        return drawn
+
+    labels = [f"#{group.number} {group.label} (n = {len(group.rows)})" for group in grouped.groups]
+    figure, axes_list = curve_panels(table, labels, draw_groups, extra_panels=x_field is not None, top=0.85)
+    title_on_top(figure, "each group's median over its runs, step by step; bands: the runs' quartiles (25th to 75th "
+                         "percentile)")
     if x_field is not None:
-        draw_against_field(axes_list[len(panels)], grouped, x_field)
-    handles = [Line2D([], [], label=label, **run_style(index)) for index, label in enumerate(labels)]
-    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.1 / figure.get_figheight()), ncols=1,
-                  fontsize="small", frameon=False)
+        draw_against_field(axes_list[-1], grouped, x_field)
     return figure
 
 
