@@ -39,14 +39,15 @@ class FigureWorkers:
     A figure is matplotlib's Python work on one core. Workers are forked where that is safe (Linux): they
     start at once, with everything the caller had imported, and use no torch. They ignore SIGINT: Ctrl-C
     reaches every process of the terminal, and a run whose training has ended still gets its figures.
-    `start_now` starts them here (rather than at the first drawing), each importing the plotting stack.
+    `start_now` starts them here (rather than at the first drawing), each importing the plotting stack and
+    drawing a made-up run's figures (plotting.runs.draw_practice_run) while the caller trains its first run.
     Leaving the `with` block waits for every drawing (and drops those not begun, after an error).
     """
 
     def __init__(self, processes: int, start_now: bool = False) -> None:
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
-                                         initargs=(os.getpid(),))
+                                         initargs=(os.getpid(), start_now))
         if start_now:
             self._pool.submit(int)  # a forked pool starts all its workers at its first task
 
@@ -61,7 +62,7 @@ class FigureWorkers:
         self._pool.shutdown(wait=True, cancel_futures=error is not None)
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, practice: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         # A forked worker holds the pipes of the pool's queue itself, so it would wait for work forever if its
@@ -69,7 +70,10 @@ def _start_worker(parent: int) -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before that
             os._exit(0)
-    import gradexp.plotting.runs  # noqa: F401  (the plotting stack, imported before the first figure is due)
+    # the plotting stack, imported before the first figure is due
+    from gradexp.plotting.runs import draw_practice_run
+    if practice:
+        draw_practice_run()
 
 
 # linux/prctl.h

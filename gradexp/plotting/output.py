@@ -38,9 +38,15 @@ def save_figure(figure: Figure, path: Path) -> None:
     then hand it back for reuse (plotting.layout.release_figure): the caller is done with it. A figure whose
     drawing failed (or whose suffix is refused) is never reused. Figures are made without pyplot, so there
     is nothing to close: the last reference gone, a figure is gone."""
-    buffer = io.BytesIO()
     figure_format(path)
+    write_bytes(path, render_figure(figure, path.suffix.lower()))
+
+
+def render_figure(figure: Figure, suffix: str) -> bytes:
+    """The bytes save_figure writes for `figure` in the format of `suffix`, a key of FIGURE_FORMATS (.pdf, .png,
+    .svg); the figure is handed back for reuse, as save_figure does."""
+    buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": SVG_ID_SALT}):
-        figure.savefig(buffer, **FIGURE_FORMATS[path.suffix.lower()])
+        figure.savefig(buffer, **FIGURE_FORMATS[suffix])
     release_figure(figure)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()

@@ -1,12 +1,15 @@
-"""A run folder's figures, grad_norms.pdf and loss.pdf (for `run` and `sweep`), and `gradexp plot`'s re-plot
-of any metrics.csv; each written by save_figure, looked up here."""
+"""A run folder's figures (grad_norms.pdf, loss.pdf, and time_grads.pdf, cell_grads.pdf or grad_flow.pdf where
+the run recorded what they show) for `run` and `sweep`, and `gradexp plot`'s re-plot of any metrics.csv; each
+written by save_figure, looked up here."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from gradexp.config.schema import PlotConfig
 from gradexp.errors import DataError, OptionError, OutputError
@@ -14,12 +17,14 @@ from gradexp.plotting.grad_flow import grad_flow_figure
 from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import select_parameters
-from gradexp.plotting.output import figure_format, save_figure
+from gradexp.plotting.output import figure_format, render_figure, save_figure
 from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
-from gradexp.recording.layout import (CELL_GRADS, CELL_GRADS_PLOT, DEPTH_RATIO, GRAD_FLOW_PLOT, GRAD_NORMS_PLOT,
-                                      LOSS_PLOT, METRICS, TIME_GRADS, TIME_GRADS_PLOT, parameter_names)
+from gradexp.recording.layout import (CELL_GRADS, CELL_GRADS_PLOT, CLIP_THRESHOLD, CLIPPED, DEPTH_RATIO, EPOCH,
+                                      GRAD_FLOW_PLOT, GRAD_NORMS_PLOT, LOSS, LOSS_PLOT, LR, METRICS, SPLIT, STEP,
+                                      TIME_GRADS, TIME_GRADS_PLOT, MetricsColumns, parameter_names,
+                                      time_gradient_columns)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -32,35 +37,71 @@ def plot_grad_norms(frame: pd.DataFrame, out: Path, parameters: Sequence[str], s
     save_figure(grad_norms_figure(frame, parameters, steps, log_y, title, clip), out)
 
 
-def plot_losses(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], out: Path, metric: Optional[str],
-                title: str = "", reduction: Optional[str] = None) -> None:
-    """loss_figure written to `out` (its suffix picks the format)."""
-    save_figure(loss_figure(frame, evaluations, metric, title, reduction), out)
-
-
 def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None:
-    """grad_norms.pdf and loss.pdf of a run folder, from its metrics.csv, eval.csv and config.yaml (clip mode);
-    time_grads.pdf from its time_grads.csv (a recurrent model's run); grad_flow.pdf of the plotted parameters
-    (by default each layer's weight) for a feed-forward stack's run (metrics.csv has depth_ratio)."""
+    """A run folder's figures (run_figures), from its metrics.csv, eval.csv, config.yaml and time_grads.csv /
+    cell_grads.csv, written into it."""
     record = RunFolder.read(run_dir)
     if record.metrics is None:
         raise DataError(str(run_dir / METRICS), "no such file")
-    frame = record.metrics
-    if not len(frame):
+    if not len(record.metrics):
         return
-    evaluations = record.evaluations()
+    chosen = select_parameters(parameter_names(record.metrics.columns), parameters, str(run_dir / METRICS))
+    time_gradients = {state: read_time_gradients(run_dir / csv_name) for state, csv_name in TIME_GRADIENT_FILES.items()
+                      if (run_dir / csv_name).is_file()}
+    for name, figure in run_figures(record.metrics, record.evaluations(), record.config, time_gradients,
+                                    run_dir.name, plot, chosen):
+        save_figure(figure, run_dir / name)
+
+
+# The states whose gradients through time a run may record: the CSV each is in, and the figure drawn of it.
+TIME_GRADIENT_FILES = {"h": TIME_GRADS, "c": CELL_GRADS}
+TIME_GRADIENT_PLOTS = {"h": TIME_GRADS_PLOT, "c": CELL_GRADS_PLOT}
+
+
+def run_figures(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], config: Optional[Mapping[str, Any]],
+                time_gradients: Mapping[str, pd.DataFrame], title: str, plot: PlotConfig, parameters: Sequence[str]
+                ) -> Iterator[tuple[str, Figure]]:
+    """A run's figures, each with its file name, made one at a time (a figure written before the next is made
+    can be reused for it): grad_norms.pdf of `parameters` and loss.pdf; time_grads.pdf (cell_grads.pdf) of
+    the gradients through time of each state in `time_gradients` (h, c); grad_flow.pdf for a feed-forward
+    stack's run (metrics.csv has depth_ratio). `config` is config.yaml flattened (its clip mode)."""
+    yield GRAD_NORMS_PLOT, grad_norms_figure(frame, parameters, plot.steps, plot.log_y, title, clip_section(config))
     metric = evaluations.columns[-1] if evaluations is not None else None  # eval.csv's last column
-    chosen = select_parameters(parameter_names(frame.columns), parameters, str(run_dir / METRICS))
-    plot_grad_norms(frame, run_dir / GRAD_NORMS_PLOT, chosen, plot.steps, plot.log_y, title=run_dir.name,
-                    clip=clip_section(record.config))
-    plot_losses(frame, evaluations, run_dir / LOSS_PLOT, metric, title=run_dir.name,
-                reduction=(record.config or {}).get("loss.reduction"))
-    for csv_name, plot_name, state in ((TIME_GRADS, TIME_GRADS_PLOT, "h"), (CELL_GRADS, CELL_GRADS_PLOT, "c")):
-        if (run_dir / csv_name).is_file():
-            save_figure(time_grads_figure(read_time_gradients(run_dir / csv_name), frame, run_dir.name, state),
-                        run_dir / plot_name)
+    yield LOSS_PLOT, loss_figure(frame, evaluations, metric, title, (config or {}).get("loss.reduction"))
+    for state, gradients in time_gradients.items():
+        yield TIME_GRADIENT_PLOTS[state], time_grads_figure(gradients, frame, title, state)
     if DEPTH_RATIO in frame.columns:
-        save_figure(grad_flow_figure(frame, chosen, run_dir.name), run_dir / GRAD_FLOW_PLOT)
+        yield GRAD_FLOW_PLOT, grad_flow_figure(frame, parameters, title)
+
+
+def draw_practice_run() -> None:
+    """Draw the figures of a made-up recurrent run of 25 steps into memory, and keep them for reuse.
+
+    A process's first figures cost about 0.1 s more than later ones (fonts loaded, text measured, figures and
+    axes made): a figure worker draws these while the run it waits for still imports torch and trains, so
+    that run's own figures, drawn after its last step, do not pay it. The made-up run has an SRN's
+    parameters, clipping, evaluations and gradients through time, so its figures have the geometry of
+    such a run's and are reused for them.
+    """
+    steps = np.arange(1, 26)
+    parameters = ["rnn_model.W", "rnn_model.U", "rnn_model.b"]
+    columns = MetricsColumns.of(parameters, sigma_parameters=["rnn_model.U"], update_ratios=True)
+    growth = np.exp(steps / 5.0)
+    values = {STEP: steps, EPOCH: (steps + 4) // 5, LOSS: 200.0 / growth ** 0.1, LR: np.full(len(steps), 0.2),
+              CLIP_THRESHOLD: np.full(len(steps), 5.0), CLIPPED: np.ones(len(steps))}
+    for column in columns.header:
+        values.setdefault(column, growth * (1 + len(column) % 7))
+    frame = pd.DataFrame(values, columns=columns.header)
+    evaluations = pd.DataFrame({STEP: [25, 25], EPOCH: [5, 5], SPLIT: ["dev", "test"], LOSS: [3.6, 3.7],
+                                "accuracy": [0.06, 0.07]})
+    length = 20
+    time_gradients = pd.DataFrame(np.outer(growth, np.linspace(1.0, 5.0, length)),
+                                  columns=time_gradient_columns(length)[1:]).assign(**{STEP: steps})
+    time_gradients = time_gradients[time_gradient_columns(length)]
+    config = {"clip.mode": "norm", "clip.threshold": 5.0, "loss.reduction": "sum"}
+    for name, figure in run_figures(frame, evaluations, config, {"h": time_gradients}, "practice", PlotConfig(),
+                                    parameters):
+        render_figure(figure, Path(name).suffix)
 
 
 def replot(metrics_csv: Path, output: Optional[Path] = None, parameters: Optional[Sequence[str]] = None,

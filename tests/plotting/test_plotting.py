@@ -13,30 +13,30 @@ import pandas as pd
 import pytest
 import yaml
 
+from gradexp.config.loading import load_config
 from gradexp.config.schema import PlotConfig
 from gradexp.errors import DataError, OutputError
+from gradexp.plotting import layout
 from gradexp.plotting import runs as run_plots
 from gradexp.plotting.grad_norms import grad_norms_figure
 from gradexp.plotting.loss import loss_figure
 from gradexp.plotting.norms import divergence_step, draw_norm_curve
 from gradexp.plotting.output import figure_format, save_figure
 from gradexp.drawing import plot_runs
-from gradexp.plotting.runs import plot_grad_norms, plot_losses, plot_run
+from gradexp.plotting.runs import plot_grad_norms, plot_run
 from gradexp.plotting.scales import log_axis_floor, power_of_ten_label
 from gradexp.plotting.thresholds import CLIP_MODE_MARKS, Bound, clip_mark
+from gradexp.recording.folder import RunFolder
+from gradexp.runner import run
 
 STEPS = pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [1, 1, 2, 2], "loss": [4.0, 3.0, 2.0, 1.0]})
 
 
 @pytest.mark.parametrize("metric_values, axes_count", [([0.1, 0.5], 3), ([3.5, 1.5], 2)])
-def test_the_metric_axis_is_left_out_when_the_metric_is_the_loss(monkeypatch, tmp_path: Path, metric_values,
-                                                                  axes_count: int) -> None:
-    figures: list[plt.Figure] = []
-    monkeypatch.setattr(run_plots, "save_figure", lambda figure, path: figures.append(figure))
+def test_the_metric_axis_is_left_out_when_the_metric_is_the_loss(metric_values, axes_count: int) -> None:
     evaluations = pd.DataFrame({"step": [2, 4], "epoch": [1, 2], "split": ["dev", "dev"], "loss": [3.5, 1.5],
                                 "metric": metric_values})
-    plot_losses(STEPS, evaluations, tmp_path / "loss.pdf", "metric")
-    (figure,) = figures
+    figure = loss_figure(STEPS, evaluations, "metric")
     # training panel, held-out panel, and the metric's twin axis unless it would retrace the dev loss
     assert len(figure.axes) == axes_count
     plt.close(figure)
@@ -370,3 +370,22 @@ def test_a_run_that_recorded_no_norms_is_not_taken_for_a_diverged_one() -> None:
     assert divergence_step(unrecorded) is None
     assert divergence_step(unrecorded.assign(loss=[1.0] * 7 + [np.inf])) == 8
     assert divergence_step(norms_frame(steps=8, diverge=True)) == 8
+
+
+def test_the_practice_run_leaves_the_figures_an_srn_run_is_drawn_on_and_changes_none_of_their_bytes(
+        tmp_path: Path) -> None:
+    config = load_config(Path(__file__).parents[2] / "configs" / "srn_clip.yaml", ["train.epochs=2"])
+    run_dir = run(config, tmp_path).run_dir
+    arguments = (run_dir, config.plot, RunFolder.read(run_dir).summary.plot_parameters)
+    figure_names = ["grad_norms.pdf", "loss.pdf", "time_grads.pdf"]
+    layout.forget_released_figures()
+    plot_run(*arguments)
+    fresh = {name: (run_dir / name).read_bytes() for name in figure_names}
+    layout.forget_released_figures()
+    run_plots.draw_practice_run()
+    practised = {id(figure) for figure, _ in layout._RELEASED.values()}
+    plot_run(*arguments)
+    assert {name: (run_dir / name).read_bytes() for name in figure_names} == fresh
+    # every figure of the run was drawn on one the practice left (none made anew, none left unused)
+    assert {id(figure) for figure, _ in layout._RELEASED.values()} == practised
+    assert len(practised) == len(figure_names)
