@@ -121,7 +121,7 @@ LAYERS = [
     ["gradexp.config"],
     ["gradexp.experiment", "gradexp.plotting", "gradexp.resume", "gradexp.drawing"],
     ["gradexp.gradcheck", "gradexp.runner"],
-    ["gradexp.compare", "gradexp.reporting"],
+    ["gradexp.compare", "gradexp.reporting", "gradexp.export"],
     ["gradexp.sweep"],
     ["gradexp.cli", "gradexp"],
 ]

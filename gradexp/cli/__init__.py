@@ -56,9 +56,9 @@ def main() -> None:
 
 
 def _attach_commands() -> None:
-    from gradexp.cli import compare, data, gradcheck, plot, run, sweep, validate
+    from gradexp.cli import compare, data, export, gradcheck, plot, run, sweep, validate
 
-    for module in (run, validate, plot, compare, gradcheck, sweep, data):
+    for module in (run, validate, plot, compare, gradcheck, sweep, data, export):
         main.add_command(module.command)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gradexp.cli import overrides_option, reports_errors
+from gradexp.cli.export import export_and_report, export_options, open_exporters
 from gradexp.errors import OptionError
 
 if TYPE_CHECKING:
@@ -55,8 +56,10 @@ class ProgressReporter:
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", type=click.Path(path_type=Path),
               help="Continue the interrupted or crashed run in RUN_DIR from its last checkpoint, in that folder "
                    "(instead of CONFIG; takes no --set or --out).")
+@export_options
 @reports_errors
-def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None) -> None:
+def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None,
+            tensorboard: Path | None, mlflow: str | None, experiment: str | None) -> None:
     """Train one experiment and write its run folder.
 
     Ctrl-C (or SIGTERM) stops after the current step with everything saved (exit code 130, or 143
@@ -65,6 +68,8 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     Example: gradexp run configs/srn_clip.yaml --set optimizer.lr=0.1 --out runs/
 
     Example: gradexp run --resume runs/srn_clip-20261123-101500
+
+    Example: gradexp run configs/srn_clip.yaml --tensorboard runs/tensorboard --mlflow sqlite:///mlflow.db
     """
     from gradexp.drawing import FigureWorkers
 
@@ -73,6 +78,8 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     if resume_dir is not None and (overrides or out_dir is not None):
         raise OptionError("--resume", "continues a run with the config and folder it started with; "
                           "it takes no --set or --out")
+    # Checked before training: a missing package or an unusable store must not cost a run.
+    exporters = open_exporters(tensorboard, mlflow, experiment)
     # The figures' process starts first, before torch is imported here, and imports the plotting stack on the
     # other core meanwhile (about half a second of a short run).
     with FigureWorkers(1, start_now=True) as figures:
@@ -85,8 +92,11 @@ def command(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
         else:
             result = runner.run(load_config(config, overrides), out_dir or Path("runs"), ProgressReporter(), figures)
     click.echo(describe_summary(result.run_dir, result.summary))
+    exported = export_and_report([result.run_dir], exporters) if exporters else None
     stopped_by = result.summary.interrupted_by
     if stopped_by is not None:
         click.echo(f"resume with: gradexp run --resume {result.run_dir}")
         # The shell's convention for a process ended by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).
         sys.exit(128 + signal.Signals[stopped_by].value)
+    if exported is not None and exported.failures:
+        sys.exit(1)

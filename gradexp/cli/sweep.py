@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 import click
 
 from gradexp.cli import overrides_option, reports_errors
+from gradexp.cli.export import export_and_report, export_options, open_exporters
 from gradexp.errors import OptionError
 
 if TYPE_CHECKING:
@@ -91,11 +92,13 @@ def counting(report: Callable[[str], None], total: int) -> Callable[[PointOutcom
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="With --backend ray: times a run whose worker died is started again.")
 @overrides_option
+@export_options
 @click.pass_context
 @reports_errors
 def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: int, out_dir: Path, metric: str,
             backend: str, vectorize: bool, jobs: int, address: Optional[str], cpus_per_run: int,
-            gpus_per_run: float, retries: int, overrides: tuple[str, ...]) -> None:
+            gpus_per_run: float, retries: int, overrides: tuple[str, ...], tensorboard: Optional[Path],
+            mlflow: Optional[str], experiment: Optional[str]) -> None:
     """Train CONFIG once per combination of the --grid values, each run in its own folder.
 
     Every point's config is checked before any run starts; a point whose values do not fit, or
@@ -118,6 +121,12 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
 
     Example: gradexp sweep configs/srn_clip.yaml --grid optimizer.lr=0.05,0.1,0.2
     --backend ray --address 10.0.0.1:6379
+
+    With --tensorboard or --mlflow each run is exported as soon as it ends, as `gradexp export` would
+    export it (MLflow: all into one experiment, to compare there); the exit status is 1 if an export failed.
+
+    Example: gradexp sweep configs/srn_clip.yaml --grid optimizer.lr=0.05,0.1 --grid clip.threshold=1,none
+    --mlflow sqlite:///mlflow.db --experiment srn-clip
     """
     from gradexp.sweep import plan_sweep, run_sweep
 
@@ -126,10 +135,18 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
     lines = ProgressLines(show_bar=backend == "ray" and sys.stderr.isatty())
     built = build_backend(backend, jobs, cpus_per_run, gpus_per_run, retries, address, lines.echo)
     plan = plan_sweep(config, overrides, grid, seeds, metric)
+    # Checked before any run trains: a missing package or an unusable store must not cost a sweep.
+    exporters = open_exporters(tensorboard, mlflow, experiment)
     total = len(plan.points)
     click.echo(f"sweep of {total} runs ({len(plan.runnable)} valid) from {config}")
+    export_failures = []
+
+    def export_as_it_ends(outcome: PointOutcome) -> None:
+        if outcome.run_dir is not None:
+            export_failures.extend(export_and_report([outcome.run_dir], exporters, lines.echo).failures)
+
     with lines.counting(total) as finished:
-        result = run_sweep(plan, out_dir, built, finished)
+        result = run_sweep(plan, out_dir, built, both(finished, export_as_it_ends) if exporters else finished)
     from gradexp.compare import COMPACT, DEFAULT_WIDTH, format_groups, format_table
     from gradexp.sweep import SWEEP_GROUPS
 
@@ -141,6 +158,18 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
         click.echo(format_groups(result.grouped, width))
     elif result.compared is not None:
         click.echo(format_table(result.compared, COMPACT, width))
+    if export_failures:
+        sys.exit(1)
+
+
+def both(first: Callable[[PointOutcome], None], second: Callable[[PointOutcome], None]
+         ) -> Callable[[PointOutcome], None]:
+    """A `finished` callback that calls `first`, then `second`."""
+    def finished(outcome: PointOutcome) -> None:
+        first(outcome)
+        second(outcome)
+
+    return finished
 
 
 def chosen_backend(context: click.Context, backend: str, vectorize: bool) -> str:

@@ -145,7 +145,7 @@ def test_run_with_a_threshold_of_none_trains_without_clipping(tmp_path: Path) ->
 
 
 # scipy: its statistics import in about 0.7 s, so only a comparison with groups of several runs loads it
-HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "pandas", "ray", "scipy")
+HEAVY_MODULES = ("torch", "sklearn", "matplotlib", "pandas", "ray", "scipy", "tensorboard", "mlflow")
 FIXTURE_RUNS = Path(__file__).parents[1] / "fixtures" / "run_folders_da2445e"
 
 
@@ -170,6 +170,9 @@ def imported_by_command(arguments: list[str]) -> list[str]:
     ("validate mlp", ["pandas", "scipy", "sklearn", "torch"]),  # its data come from scikit-learn (pandas, scipy)
     ("run", ["torch"]),
     ("compare seeds", ["matplotlib", "pandas", "scipy"]),
+    ("export --help", []),
+    # tensorboard's own writer, not torch.utils.tensorboard (which imports torch); matplotlib draws the heatmaps
+    ("export --tensorboard", ["matplotlib", "pandas", "tensorboard"]),
 ])
 def test_each_command_imports_only_the_heavy_modules_it_uses(command: str, expected: list[str], write_config,
                                                              tmp_path: Path) -> None:
@@ -183,6 +186,8 @@ def test_each_command_imports_only_the_heavy_modules_it_uses(command: str, expec
         "run": ["run", str(write_config()), "--out", str(tmp_path / "runs")],
         # copies of a run: one group of three, summarised with scipy's t distribution
         "compare seeds": ["compare", str(tmp_path / "copies"), "--out", str(tmp_path / "compared")],
+        "export --help": ["export", "--help"],
+        "export --tensorboard": ["export", *map(str, sorted(FIXTURE_RUNS.iterdir())), "--tensorboard", str(tmp_path)],
     }[command]
     if command == "compare seeds":
         for copy in range(3):
