@@ -838,6 +838,27 @@ def resume(session: Session) -> str:
                       whole.transcript(tail=1), f"$ cmp {first} {second} && echo identical", "identical")
 
 
+# An MLflow run's id: new at every export.
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@scene("export", volatile=[MLFLOW_RUN_ID])
+def export(session: Session) -> str:
+    runs = [session.run_folder("srn_explode"), session.run_folder("srn_clip")]
+    first = session.run("shipped", "export", *runs, "--tensorboard", "tb", "--mlflow", "sqlite:///mlflow.db")
+    again = session.run("shipped", "export", runs[0], "--mlflow", "sqlite:///mlflow.db")
+    # A copy of a run whose metrics.csv has lost a number: the other run is still exported, and the exit code is 1.
+    workspace = session.workspace("shipped")
+    broken = workspace / "broken" / Path(runs[0]).name
+    shutil.copytree(workspace / runs[0], broken)
+    metrics = (broken / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    header, row = metrics[0].split(","), metrics[1].split(",")
+    row[header.index("grad_norm/rnn_model.W")] = "12.5x"
+    (broken / "metrics.csv").write_text("\n".join([metrics[0], ",".join(row), *metrics[2:]]) + "\n", encoding="utf-8")
+    mixed = session.run("shipped", "export", "broken", runs[1], "--tensorboard", "tb", expect=(1,))
+    return text_block(first.transcript(), again.transcript(), mixed.transcript())
+
+
 @scene("validate")
 def validate(session: Session) -> str:
     return text_block(session.run("shipped", "validate", "configs/srn_explode.yaml").transcript())
