@@ -838,11 +838,7 @@ def resume(session: Session) -> str:
                       whole.transcript(tail=1), f"$ cmp {first} {second} && echo identical", "identical")
 
 
-# An MLflow run's id: new at every export.
-MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-@scene("export", volatile=[MLFLOW_RUN_ID])
+@scene("export")
 def export(session: Session) -> str:
     runs = [session.run_folder("srn_explode"), session.run_folder("srn_clip")]
     first = session.run("shipped", "export", *runs, "--tensorboard", "tb", "--mlflow", "sqlite:///mlflow.db")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def export_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--tensorboard, --mlflow and --experiment, as `export`, `run` and `sweep` take them."""
     options = [
-        click.option("--tensorboard", "tensorboard", metavar="LOGDIR", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--tensorboard", "tensorboard", metavar="LOGDIR", type=click.Path(path_type=Path),
                      help="Write each run's TensorBoard event files into LOGDIR/<run name>/ (an earlier export of "
                           "the run there is replaced); needs pip install 'gradexp[tensorboard]'."),
         click.option("--mlflow", "mlflow", metavar="TRACKING_URI",
@@ -53,14 +53,20 @@ def open_exporters(tensorboard: Optional[Path], mlflow: Optional[str], experimen
 
 
 def export_and_report(run_dirs: Sequence[Path], exporters: Sequence[Exporter],
-                      echo: Callable[[str], None] = click.echo) -> ExportReport:
-    """Export the runs, a line through `echo` (on stdout) for each export and an `error:` line on stderr for each
-    failure."""
+                      echo: Callable[[str], None] = click.echo, name_runs: bool = True) -> ExportReport:
+    """Export the runs: a line through `echo` (on stdout) for each run exported, naming where it went, and an
+    `error:` line on stderr for each failure. Without `name_runs` (a sweep's, under the run's own line) the
+    line leaves out the run's name and status."""
     from gradexp.export import export_folders
 
     report = export_folders(run_dirs, exporters)
+    destinations: dict[Path, list[str]] = {}
     for exported in report.exported:
-        echo(f"exported {exported.run.name} ({exported.run.status}) to {exported.where}")
+        destinations.setdefault(exported.run.folder, []).append(exported.where)
+    runs = {exported.run.folder: exported.run for exported in report.exported}
+    for folder, places in destinations.items():
+        run = runs[folder]
+        echo((f"exported {run.name} ({run.status}) to " if name_runs else "  exported to ") + ", ".join(places))
     for failure in report.failures:
         click.echo(f"error: {failure}", err=True)
     return report
@@ -93,7 +99,7 @@ def command(run_dirs: tuple[Path, ...], tensorboard: Optional[Path], mlflow: Opt
 
     Example: gradexp export runs/sweep-srn_clip-20261130-101500 --mlflow sqlite:///mlflow.db --experiment srn-clip
     """
-    if tensorboard is None and mlflow is None:
+    if tensorboard is None and mlflow is None and experiment is None:
         raise OptionError("--tensorboard/--mlflow", "say where to export: --tensorboard LOGDIR, --mlflow TRACKING_URI "
                                                     "or both")
     report = export_and_report(run_dirs, open_exporters(tensorboard, mlflow, experiment))

@@ -143,7 +143,8 @@ def command(context: click.Context, config: Path, grid: tuple[str, ...], seeds: 
 
     def export_as_it_ends(outcome: PointOutcome) -> None:
         if outcome.run_dir is not None:
-            export_failures.extend(export_and_report([outcome.run_dir], exporters, lines.echo).failures)
+            report = export_and_report([outcome.run_dir], exporters, lines.echo, name_runs=False)
+            export_failures.extend(report.failures)
 
     with lines.counting(total) as finished:
         result = run_sweep(plan, out_dir, built, both(finished, export_as_it_ends) if exporters else finished)

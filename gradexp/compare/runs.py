@@ -1,7 +1,7 @@
 """Finding run folders (gradexp.recording.folder reads each), and naming them, for `gradexp compare`.
 
 A path that is not itself a run folder is searched, to any depth, for run folders: a sweep, `runs/`,
-or a folder of sweeps.
+or a folder of sweeps; but not the folders where MLflow keeps its copies of exported runs' files.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from gradexp.recording.layout import METRICS, SUMMARY
 # A run folder's name ends in its start time, -YYYYmmdd-HHMMSS (and perhaps more digits): numbers after -/_.
 START_TIME = re.compile(r"([-_]\d+)+$")
 NAME_SEPARATOR = re.compile(r"[-_]")
+# MLflow's stores of artifacts (`gradexp export --mlflow` copies a run folder's files there): the copies would
+# read as more runs, and grow with every export.
+ARTIFACT_FOLDERS = frozenset({"mlartifacts", "mlruns"})
 
 
 @dataclass
@@ -44,7 +47,8 @@ def find_run_folders(path: Path) -> list[Path]:
 def _run_folders_below(folder: Path) -> list[Path]:
     found = []
     try:
-        children = sorted(child for child in folder.iterdir() if child.is_dir() and not child.is_symlink())
+        children = sorted(child for child in folder.iterdir()
+                          if child.is_dir() and not child.is_symlink() and child.name not in ARTIFACT_FOLDERS)
     except OSError as failure:
         raise DataError(str(folder), f"cannot be listed ({failure.strerror or failure})") from None
     for child in children:

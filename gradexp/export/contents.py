@@ -37,10 +37,6 @@ EVALUATION_SPLITS = ("dev", "test")
 EXPORTED_FILES = tuple(name for name in RUN_FILES if name not in (BEST_CHECKPOINT, RESUME_POINT))
 # The time-gradient profiles a recurrent run may have, by the name an exporter gives them.
 TIME_PROFILES = {"time_grad": TIME_GRADS, "cell_grad": CELL_GRADS}
-# Summary numbers that say how a run turned out, for tables of runs (TensorBoard's HParams): <metric> is the
-# task's metric (accuracy, mse).
-OUTCOME_NUMBERS = ("test.<metric>", "test.loss", "best_dev.<metric>", "final_loss", "clip_fraction",
-                   "max_grad_norm.total", "diverged_at_step")
 # Summary fields that are the config again (clip) or not numbers about the run (the step lists).
 NOT_FINAL_NUMBERS = ("clip.", "resumed_at_steps")
 
@@ -73,7 +69,6 @@ class RunContents:
     name: str
     status: str
     description: str
-    metric: Optional[str]
     hyperparameters: dict[str, HyperValue]
     series: list[Series]
     final_numbers: dict[str, float]
@@ -84,13 +79,6 @@ class RunContents:
     def last_step(self) -> int:
         """The last step any series reached (0 for a run that recorded none)."""
         return max((int(series.steps.max()) for series in self.series if len(series.steps)), default=0)
-
-    @property
-    def outcome_names(self) -> list[str]:
-        """The OUTCOME_NUMBERS by their final_numbers key, those the run lacks too (a diverged run's test metric):
-        a table of runs takes one run's list of columns for all (TensorBoard's HParams does)."""
-        return [name.replace("<metric>", self.metric) if self.metric else name for name in OUTCOME_NUMBERS
-                if self.metric or "<metric>" not in name]
 
 
 @dataclass
@@ -128,7 +116,6 @@ def read_contents(run: RunFolder, name: str) -> RunContents:
         folder=run.path.resolve(), name=name,
         status=(summary.status or INCOMPLETE) if summary else INCOMPLETE,
         description=status_text(summary) or INCOMPLETE,
-        metric=summary.metric if summary else None,
         hyperparameters={key: hyper_value(value) for key, value in (run.config or {}).items()},
         series=series,
         final_numbers=final_numbers(summary.to_json()) if summary else {},

@@ -21,7 +21,11 @@ earlier one is deleted (MLflow keeps deleted runs until `mlflow gc`), so an expe
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sqlite3
 import time
+from contextlib import closing, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator, Sequence, TypeVar
@@ -48,6 +52,12 @@ PARAMS_PER_BATCH = 100
 SQLITE_PREFIX = "sqlite:///"
 ARTIFACTS_FOLDER = "mlartifacts"
 
+# Seconds the first request to a tracking server may take before the store counts as unreachable.
+PROBE_SECONDS = 10
+# A network failure inside a requests/urllib3 message: "[Errno 111] Connection refused", "timed out".
+NETWORK_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|timed out)")
+LONGEST_PROBLEM = 160
+
 Item = TypeVar("Item")
 
 
@@ -69,16 +79,21 @@ class MlflowExporter:
 
     def __init__(self, tracking_uri: str, experiment: str | None = None) -> None:
         import_mlflow()
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment or DEFAULT_EXPERIMENT
+        check_sqlite_database(tracking_uri)
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-            self.experiment_id = self._experiment_id()
-        except MlflowException as failure:
-            raise OptionError("--mlflow", f"{tracking_uri}: {first_line(failure)}") from None
+            # A server that does not answer is an error in seconds here, rather than after MLflow's retries
+            # (minutes); the exports themselves retry as MLflow does.
+            with environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(PROBE_SECONDS)):
+                self.client = MlflowClient(tracking_uri=tracking_uri)
+                self.experiment_id = self._experiment_id()
+        except OptionError:
+            raise
+        except Exception as failure:  # MLflow's, SQLAlchemy's or the network's: all mean this store is unusable
+            raise OptionError("--mlflow", f"{tracking_uri}: {store_problem(failure)}") from None
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
@@ -92,9 +107,7 @@ class MlflowExporter:
 
     def export(self, run: RunContents) -> str:
         """Write `run` as a new MLflow run, then delete the runs an earlier export made of the same folder;
-        returns the new run's id and experiment, and whether it replaced one."""
-        from mlflow.exceptions import MlflowException
-
+        returns "MLflow <experiment>", and whether it replaced one."""
         try:
             earlier = [found.info.run_id for found in self.client.search_runs(
                 [self.experiment_id], filter_string=folder_filter(run.folder))]
@@ -102,10 +115,10 @@ class MlflowExporter:
             self._log(created, run)
             for run_id in earlier:
                 self.client.delete_run(run_id)
-        except MlflowException as failure:
-            raise OutputError(self.tracking_uri, f"{run.folder}: {first_line(failure)}") from None
-        # experiment/run, as the UI's address names a run; kept short, for a line of at most 100 columns
-        return f"MLflow {self.experiment_name}/{created}" + (" (replaced)" if earlier else "")
+        except Exception as failure:  # as in __init__: the run is not exported, the others still are
+            raise OutputError(self.tracking_uri, f"{run.folder}: {store_problem(failure)}") from None
+        # The experiment only: the UI lists its runs by name, and a run's 32-digit id would stretch the line.
+        return f"MLflow {self.experiment_name}" + (" (replaced)" if earlier else "")
 
     def _log(self, run_id: str, run: RunContents) -> None:
         from mlflow.entities import Metric, Param
@@ -153,5 +166,46 @@ def batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
         yield items[start:start + size]
 
 
-def first_line(failure: Any) -> str:
-    return (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+def check_sqlite_database(tracking_uri: str) -> None:
+    """For a sqlite store, an OptionError when its database cannot be opened (or made): MLflow would retry for
+    minutes before saying so. Opening it makes an empty file where there was none, as MLflow would."""
+    if not tracking_uri.startswith(SQLITE_PREFIX) or tracking_uri.endswith(":memory:"):
+        return
+    database = Path(tracking_uri[len(SQLITE_PREFIX):].split("?")[0])
+    if not database.parent.is_dir():
+        raise OptionError("--mlflow", f"{tracking_uri}: no folder {str(database.parent)!r} to hold the database")
+    try:
+        with closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA user_version")
+    except sqlite3.Error as failure:
+        raise OptionError("--mlflow", f"{tracking_uri}: cannot open the database ({failure})") from None
+
+
+@contextmanager
+def environment(**settings: str) -> Iterator[None]:
+    """These environment variables set inside the block, as they were after it."""
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def store_problem(failure: BaseException) -> str:
+    """What is wrong with a tracking store, in one short line, from the error MLflow or its store raised."""
+    text = str(failure)
+    if "filesystem tracking backend" in text:
+        return ("MLflow keeps runs in a file store only with MLFLOW_ALLOW_FILE_STORE=true set; or use a database, "
+                "e.g. sqlite:///mlflow.db")
+    if "unsupported URI" in text:
+        return "not a tracking URI MLflow knows (e.g. sqlite:///mlflow.db, http://host:5000)"
+    unreachable = NETWORK_ERROR.search(text)
+    if unreachable:
+        return f"cannot reach the tracking server ({(unreachable.group(1) or unreachable.group(2)).strip().lower()})"
+    line = (text.strip().splitlines() or [type(failure).__name__])[0]
+    return line if len(line) <= LONGEST_PROBLEM else line[:LONGEST_PROBLEM - 3] + "..."

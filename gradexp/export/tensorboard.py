@@ -11,8 +11,9 @@ trains nothing). What a run becomes:
     images    time_grad/heatmap (cell_grad/heatmap for an LSTM's cell state): time_grads.pdf's heatmap and
               profiles as one image at the last step; a position's own curve says little beside its
               neighbours', and per-position charts would bury the scalars
-    hparams   the flattened config and the status as the run's hyper-parameters, the outcome numbers
-              (summary/test.<metric>, summary/final_loss, ...) as its metrics: the HParams dashboard's table
+    hparams   the flattened config and the status as the run's hyper-parameters; TensorBoard's HParams
+              dashboard makes its table of every run's, with each run's scalars (summary/test.accuracy ...)
+              as metric columns
 
 A run exported again replaces its event files: the folder is rewritten, never appended to.
 """
@@ -57,6 +58,8 @@ class TensorBoardExporter:
     def __init__(self, logdir: Path) -> None:
         import_tensorboard()
         self.logdir = Path(logdir)
+        if self.logdir.exists() and not self.logdir.is_dir():
+            raise OutputError(str(self.logdir), "is a file; --tensorboard names a folder for the event files")
         try:
             self.logdir.mkdir(parents=True, exist_ok=True)
         except OSError as failure:
@@ -64,7 +67,7 @@ class TensorBoardExporter:
 
     def export(self, run: RunContents) -> str:
         """Write `run`'s event file into logdir/<run name>/, replacing what an earlier export wrote there;
-        returns that folder."""
+        returns "TensorBoard <logdir>"."""
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -82,7 +85,7 @@ class TensorBoardExporter:
                 writer.add_event(event_pb2.Event(wall_time=wall_time, step=step, summary=summary))
         finally:
             writer.close()
-        return str(folder)
+        return f"TensorBoard {self.logdir}"
 
 
 def run_summaries(run: RunContents) -> dict[int, Any]:
@@ -102,11 +105,10 @@ def run_summaries(run: RunContents) -> dict[int, Any]:
     last.MergeFrom(text.text_pb(STATUS_TAG, run.description))
     for kind, profile in run.time_profiles.items():
         last.value.add(tag=f"{kind}/heatmap", image=heatmap_image(profile, run.name, PROFILE_STATES[kind]))
-    first = by_step[0]
-    chosen = {**run.hyperparameters, STATUS_HPARAM: run.status}
-    metrics = [hparams.Metric(SUMMARY_PREFIX + name) for name in run.outcome_names]
-    first.MergeFrom(hparams.hparams_config_pb([hparams.HParam(name) for name in chosen], metrics))
-    first.MergeFrom(hparams.hparams_pb(chosen, trial_id=str(run.folder)))
+    # No experiment summary (hparams_config_pb): TensorBoard would take one run's, picked arbitrarily, for a
+    # whole log folder. Without one it builds the table from every run's hyper-parameters, typed, and takes
+    # each run's scalars as metric columns.
+    by_step[0].MergeFrom(hparams.hparams_pb({**run.hyperparameters, STATUS_HPARAM: run.status}, trial_id=run.name))
     return by_step
 
 

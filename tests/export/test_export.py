@@ -108,7 +108,7 @@ def test_tensorboard_holds_every_value_at_its_step(runs: dict[str, Path], tmp_pa
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 3 and result.stderr == ""
     for status, run_dir in runs.items():
-        assert f"exported {run_dir.name} ({status}) to {logdir / run_dir.name}" in result.stdout
+        assert f"exported {run_dir.name} ({status}) to TensorBoard {logdir}\n" in result.stdout
         accumulator = events(logdir / run_dir.name)
         expected = expected_series(run_dir)
         assert "sigma_max/rnn_model.U" in expected and "grad_norm/total" in expected and "loss" in expected
@@ -133,34 +133,51 @@ def test_tensorboard_scalars_of_a_diverged_run_keep_its_non_finite_step(runs: di
     status = accumulator.Tensors("status")[0].tensor_proto.string_val[0].decode()
     assert status == f"diverged at step {summary['diverged_at_step']}"
     assert "summary/test.accuracy" not in accumulator.Tags()["scalars"]  # a diverged model has no test metric
-    # but the HParams table's columns still name it: TensorBoard takes one run's columns for every run
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content).experiment
-    assert [info.name.tag for info in experiment.metric_infos][0] == "summary/test.accuracy"
+
+
+def hparams_table(logdir: Path) -> Any:
+    """The HParams dashboard's table of a log folder, as TensorBoard's own hparams backend computes it."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    backend = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), data_provider=provider,
+                                                            multiplexer=multiplexer))
+    request = context.RequestContext()
+    return backend.experiment_from_metadata(request, "", True, backend.hparams_metadata(request, ""),
+                                            backend.hparams_from_data_provider(request, "", None))
 
 
 def test_tensorboard_hparams_and_heatmap(runs: dict[str, Path], tmp_path: Path) -> None:
-    assert invoke("export", runs["completed"], "--tensorboard", tmp_path).exit_code == 0
+    assert invoke("export", runs["completed"], runs["interrupted"], "--tensorboard", tmp_path).exit_code == 0
     accumulator = events(tmp_path / runs["completed"].name)
-
-    def plugin_data(tag: str) -> Any:
-        content = accumulator.SummaryMetadata(tag).plugin_data
-        assert content.plugin_name == "hparams"
-        return plugin_data_pb2.HParamsPluginData.FromString(content.content)
-
-    session = plugin_data("_hparams_/session_start_info").session_start_info
+    content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data
+    assert content.plugin_name == "hparams"
+    session = plugin_data_pb2.HParamsPluginData.FromString(content.content).session_start_info
+    assert session.group_name == runs["completed"].name
     assert session.hparams["optimizer.lr"].number_value == 0.05
     assert session.hparams["clip.threshold"].number_value == 0.5
     assert session.hparams["clip.mode"].string_value == "norm"
     assert session.hparams["status"].string_value == "completed"
     assert session.hparams["train.patience"].string_value == "none"  # None, as --set writes it
-    experiment = plugin_data("_hparams_/experiment").experiment
-    config = flatten(yaml.safe_load((runs["completed"] / "config.yaml").read_text()))
-    assert {info.name for info in experiment.hparam_infos} == {*config, "status"}
-    metrics = [info.name.tag for info in experiment.metric_infos]
-    assert metrics[:2] == ["summary/test.accuracy", "summary/test.loss"] and "summary/final_loss" in metrics
-    # every metric the table shows is a scalar of this completed run, but the divergence step it did not have
-    assert set(metrics) - set(accumulator.Tags()["scalars"]) == {"summary/diverged_at_step"}
+    # No run names the table's columns (TensorBoard would take one run's for all): it is built from every run,
+    # so the clip threshold that only the clipped run has is a column, typed, and so is each status.
+    assert "_hparams_/experiment" not in accumulator.Tags()["tensors"]
+    table = hparams_table(tmp_path)
+    columns = {info.name: info for info in table.hparam_infos}
+    configs = [flatten(yaml.safe_load((runs[status] / "config.yaml").read_text())) for status in ("completed",
+                                                                                                 "interrupted")]
+    assert set(columns) == {*configs[0], *configs[1], "status"}
+    assert columns["clip.threshold"].domain_interval.min_value == 0.5
+    assert set(columns["clip.mode"].domain_discrete) == {"norm", "none"}
+    assert set(columns["status"].domain_discrete) == {"completed", "interrupted"}
+    metrics = {info.name.tag for info in table.metric_infos}
+    assert {"summary/test.accuracy", "summary/final_loss", "summary/max_grad_norm.total", "loss"} <= metrics
     [image] = accumulator.Images("time_grad/heatmap")
     assert image.encoded_image_string.startswith(b"\x89PNG") and image.width > 100 and image.height > 100
 
@@ -218,7 +235,7 @@ def test_mlflow_export_twice_replaces_the_run(runs: dict[str, Path], store: str)
     assert "(replaced)" not in first.stdout
     [found] = mlflow_runs(store, "twice").values()
     name = runs["completed"].name
-    assert second.stdout == f"exported {name} (completed) to MLflow twice/{found.info.run_id} (replaced)\n"
+    assert second.stdout == f"exported {name} (completed) to MLflow twice (replaced)\n"
     history = MlflowClient(tracking_uri=store).get_metric_history(found.info.run_id, "loss")
     assert len(history) == len(pd.read_csv(runs["completed"] / "metrics.csv"))
 
@@ -265,9 +282,22 @@ def test_a_missing_extra_is_one_line_before_any_training(package: str, option: s
     ([], "error: --tensorboard/--mlflow: say where to export"),
     (["--tensorboard", "tb", "--experiment", "x"],
      "error: --experiment: names an MLflow experiment; it needs --mlflow"),
+    (["--experiment", "x"], "error: --experiment: names an MLflow experiment; it needs --mlflow"),
+    (["--tensorboard", "a-file"], "error: a-file: is a file; --tensorboard names a folder"),
+    (["--mlflow", "sqlite:///no/such/folder/mlflow.db"], "error: --mlflow: sqlite:///no/such/folder/mlflow.db: no "
+                                                         "folder 'no/such/folder' to hold the database"),
+    (["--mlflow", "sqlite:////proc/mlflow.db"], "error: --mlflow: sqlite:////proc/mlflow.db: cannot open the database"),
+    (["--mlflow", "bogus://x"], "error: --mlflow: bogus://x: not a tracking URI MLflow knows"),
+    (["--mlflow", "mlruns"], "error: --mlflow: mlruns: MLflow keeps runs in a file store only with "
+                             "MLFLOW_ALLOW_FILE_STORE=true set"),
+    # nothing listens on port 1: a refused connection, said at once (MLflow alone retries for minutes)
+    (["--mlflow", "http://127.0.0.1:1"], "error: --mlflow: http://127.0.0.1:1: cannot reach the tracking server "
+                                         "(connection refused)"),
 ])
 def test_option_errors(runs: dict[str, Path], args: list[str], expected: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    (tmp_path / "a-file").write_text("")
     result = invoke("export", runs["completed"], *args)
     assert result.exit_code == 2 and result.output.startswith(expected) and result.output.count("\n") == 1
 
@@ -289,10 +319,10 @@ def test_sweep_exports_every_run_into_one_experiment(write_config, tmp_path: Pat
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     finished_lines = [index for index, line in enumerate(lines) if "] finished: " in line]
-    export_lines = [index for index, line in enumerate(lines) if line.startswith("exported ")]
-    # each run is exported as it ends (to TensorBoard, then MLflow), before the next run's line
-    assert len(export_lines) == 4
-    assert finished_lines[0] < export_lines[0] < export_lines[1] < finished_lines[1] < export_lines[2]
+    export_lines = [index for index, line in enumerate(lines) if line.startswith("  exported to TensorBoard ")]
+    # each run is exported as it ends, a line under its own, before the next run's
+    assert export_lines == [finished_lines[0] + 1, finished_lines[1] + 1]
+    assert all(lines[index].endswith(", MLflow sweep") for index in export_lines)
     [sweep] = (tmp_path / "runs").iterdir()
     points = sorted(path.name for path in sweep.iterdir() if path.is_dir())
     assert len(points) == 2
@@ -302,3 +332,14 @@ def test_sweep_exports_every_run_into_one_experiment(write_config, tmp_path: Pat
     assert sorted(exported) == points
     assert {found.data.params["optimizer.lr"] for found in exported.values()} == {"0.05", "0.1"}
     assert {found.info.run_name for found in exported.values()} == {f"{sweep.name}/{point}" for point in points}
+
+
+def test_mlflow_copies_of_run_files_are_not_exported_as_runs(runs: dict[str, Path], tmp_path: Path) -> None:
+    # The sqlite store beside the runs keeps its artifacts, copies of the run folders' files, in mlartifacts/.
+    shutil.copytree(runs["completed"], tmp_path / "runs" / runs["completed"].name)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for _ in range(3):
+        result = invoke("export", tmp_path, "--mlflow", store)
+        assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1, result.output
+    assert any((tmp_path / "mlartifacts").rglob("metrics.csv"))
+    assert list(mlflow_runs(store, "gradexp")) == [runs["completed"].name]
