@@ -21,6 +21,16 @@ TINY_SRN: dict[str, Any] = {
 }
 
 
+def train_tiny(root: Path, name: str, config: dict[str, Any], reporter: Any = None) -> Any:
+    """`config` written to root/NAME.yaml and trained into a run folder under root/runs/; the RunResult."""
+    from gradexp.config.loading import load_config
+    from gradexp.runner import run
+
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return run(load_config(path), root / "runs", reporter)
+
+
 def merged(base: dict[str, Any], changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     result = {section: dict(body) for section, body in base.items()}
     for section, body in changes.items():

@@ -28,7 +28,7 @@ import time
 from contextlib import closing, contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 from gradexp import __version__
 from gradexp.errors import OptionError, OutputError

@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from gradexp.cli import main
@@ -24,7 +23,7 @@ from gradexp.recording.summary import RunSummary
 from gradexp.compare.table import differing_keys, run_labels, status_text
 from gradexp.config.loading import load_config
 from gradexp.runner import run
-from tests.conftest import CONFIGS, TINY_SRN, merged
+from tests.conftest import CONFIGS, TINY_SRN, merged, train_tiny
 
 # The article's explosion run (lr 0.2, loss summed over the batch) without clipping and with two clip modes.
 # The global threshold sits inside the range of the total norm, so clipping acts on some steps, not all.
@@ -41,10 +40,8 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("compare")
     folders = {}
     for name, changes in TINY_RUNS.items():
-        config = root / f"{name}.yaml"
-        config.write_text(yaml.safe_dump(merged(TINY_SRN, {"optimizer": {"lr": 0.2}, "loss": {"reduction": "sum"},
-                                                          **changes})))
-        folders[name] = run(load_config(config), root / "runs").run_dir
+        config = merged(TINY_SRN, {"optimizer": {"lr": 0.2}, "loss": {"reduction": "sum"}, **changes})
+        folders[name] = train_tiny(root, name, config).run_dir
     return folders
 
 

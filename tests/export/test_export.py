@@ -26,10 +26,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from gradexp import __version__
 from gradexp.cli import main
-from gradexp.config.loading import load_config
 from gradexp.recording.folder import flatten
-from gradexp.runner import SilentReporter, run
-from tests.conftest import TINY_SRN, merged
+from gradexp.runner import SilentReporter
+from tests.conftest import TINY_SRN, merged, train_tiny
 
 RUNS = {
     "completed": merged(TINY_SRN, {"clip": {"mode": "norm", "threshold": 0.5}}),
@@ -57,10 +56,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("export")
     folders = {}
     for status, config in RUNS.items():
-        path = root / f"{status}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        reporter = InterruptAt() if status == "interrupted" else None
-        result = run(load_config(path), root / "runs", reporter)
+        result = train_tiny(root, status, config, InterruptAt() if status == "interrupted" else None)
         assert result.summary.status == status
         folders[status] = result.run_dir
     return folders
