@@ -5,6 +5,7 @@ The same options on `gradexp run` and `gradexp sweep` export each run they write
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -60,13 +61,11 @@ def export_and_report(run_dirs: Sequence[Path], exporters: Sequence[Exporter],
     from gradexp.export import export_folders
 
     report = export_folders(run_dirs, exporters)
-    destinations: dict[Path, list[str]] = {}
-    for exported in report.exported:
-        destinations.setdefault(exported.run.folder, []).append(exported.where)
-    runs = {exported.run.folder: exported.run for exported in report.exported}
-    for folder, places in destinations.items():
-        run = runs[folder]
-        echo((f"exported {run.name} ({run.status}) to " if name_runs else "  exported to ") + ", ".join(places))
+    # export_folders hands each run to every exporter in turn, so a run's exports are neighbours.
+    for _, group in itertools.groupby(report.exported, key=lambda exported: exported.run.folder):
+        exports = list(group)
+        run, places = exports[0].run, ", ".join(exported.where for exported in exports)
+        echo((f"exported {run.name} ({run.status}) to " if name_runs else "  exported to ") + places)
     for failure in report.failures:
         click.echo(f"error: {failure}", err=True)
     return report

@@ -23,13 +23,13 @@ __all__ = ["Exported", "ExportReport", "Exporter", "RunContents", "export_folder
 
 class Exporter(Protocol):
     def export(self, run: RunContents) -> str:
-        """Write `run`, replacing an earlier export of its folder; where it went, in words (a folder, an MLflow
-        run). Raises GradexpError."""
+        """Write `run`, replacing an earlier export of its folder; where it went, in words ("TensorBoard LOGDIR",
+        "MLflow EXPERIMENT"). Raises GradexpError."""
 
 
 @dataclass(frozen=True)
 class Exported:
-    """One run written by one exporter: `where` is the exporter's own word for it (a folder, an MLflow run)."""
+    """One run written by one exporter: `where` is the exporter's own word for it (TensorBoard LOGDIR)."""
 
     run: RunContents
     where: str

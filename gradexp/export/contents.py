@@ -22,8 +22,8 @@ from gradexp.compare.runs import gather_runs, unique_names
 from gradexp.compare.table import status_text
 from gradexp.errors import DataError, GradexpError
 from gradexp.recording.folder import RunFolder, flatten, read_time_gradients
-from gradexp.recording.layout import (BEST_CHECKPOINT, CELL_GRADS, EPOCH, EVALUATIONS, METRICS, RESUME_POINT, RUN_FILES,
-                                      SPLIT, STEP, TIME_GRADS)
+from gradexp.recording.layout import (BEST_CHECKPOINT, EPOCH, EVALUATIONS, METRICS, RESUME_POINT, RUN_FILES, SPLIT,
+                                      STEP, TIME_GRADIENT_FILES)
 from gradexp.recording.summary import number
 
 # What `gradexp sweep` writes beside its run folders: a run inside such a folder is named after the sweep too,
@@ -35,8 +35,6 @@ SUMMARY_PREFIX = "summary/"
 EVALUATION_SPLITS = ("dev", "test")
 # Checkpoints are for resuming training, not for reading a run: they stay out of the exported files.
 EXPORTED_FILES = tuple(name for name in RUN_FILES if name not in (BEST_CHECKPOINT, RESUME_POINT))
-# The time-gradient profiles a recurrent run may have, by the name an exporter gives them.
-TIME_PROFILES = {"time_grad": TIME_GRADS, "cell_grad": CELL_GRADS}
 # Summary fields that are the config again (clip) or not numbers about the run (the step lists).
 NOT_FINAL_NUMBERS = ("clip.", "resumed_at_steps")
 
@@ -63,6 +61,7 @@ class RunContents:
     hyperparameters: the resolved config flattened to dotted keys, every value a bool, number or text.
     final_numbers: summary.json's numbers by dotted key (test.accuracy, max_grad_norm.total ...); a missing
     one (a diverged run's test metric) is left out.
+    time_profiles: time_grads.csv (and an LSTM's cell_grads.csv) by the state it is of, h (c).
     """
 
     folder: Path
@@ -110,7 +109,7 @@ def read_contents(run: RunFolder, name: str) -> RunContents:
     evaluations = run.evaluations()
     if evaluations is not None:
         series += evaluation_series(evaluations, run.path / EVALUATIONS)
-    profiles = {kind: read_time_gradients(run.path / file) for kind, file in TIME_PROFILES.items()
+    profiles = {state: read_time_gradients(run.path / file) for state, file in TIME_GRADIENT_FILES.items()
                 if (run.path / file).is_file()}
     return RunContents(
         folder=run.path.resolve(), name=name,

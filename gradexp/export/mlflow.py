@@ -153,12 +153,17 @@ def folder_filter(folder: Path) -> str:
     return f"tags.`{RUN_FOLDER_TAG}` = {quote}{text}{quote}"
 
 
-def artifact_location(tracking_uri: str) -> str | None:
-    """Where a new experiment keeps its files: beside a sqlite file store's database; else the store's choice."""
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite store's URI (sqlite:///mlflow.db); None for any other store."""
     if not tracking_uri.startswith(SQLITE_PREFIX) or tracking_uri.endswith(":memory:"):
         return None
-    database = Path(tracking_uri[len(SQLITE_PREFIX):].split("?")[0]).resolve()
-    return (database.parent / ARTIFACTS_FOLDER).as_uri()
+    return Path(tracking_uri[len(SQLITE_PREFIX):].split("?")[0])
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its files: beside a sqlite file store's database; else the store's choice."""
+    database = sqlite_database(tracking_uri)
+    return None if database is None else (database.resolve().parent / ARTIFACTS_FOLDER).as_uri()
 
 
 def batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
@@ -169,9 +174,9 @@ def batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
 def check_sqlite_database(tracking_uri: str) -> None:
     """For a sqlite store, an OptionError when its database cannot be opened (or made): MLflow would retry for
     minutes before saying so. Opening it makes an empty file where there was none, as MLflow would."""
-    if not tracking_uri.startswith(SQLITE_PREFIX) or tracking_uri.endswith(":memory:"):
+    database = sqlite_database(tracking_uri)
+    if database is None:
         return
-    database = Path(tracking_uri[len(SQLITE_PREFIX):].split("?")[0])
     if not database.parent.is_dir():
         raise OptionError("--mlflow", f"{tracking_uri}: no folder {str(database.parent)!r} to hold the database")
     try:

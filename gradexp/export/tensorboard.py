@@ -37,8 +37,8 @@ EVENT_FILE_PATTERN = "events.out.tfevents.*"
 STATUS_TAG = "status"
 # The hyper-parameter that holds the status, so the HParams table can be filtered by how runs ended.
 STATUS_HPARAM = "status"
-# time_grads_figure's symbol for the state each profile is of.
-PROFILE_STATES = {"time_grad": "h", "cell_grad": "c"}
+# The image's section for the gradients through time of each state (h; an LSTM's cell state c).
+PROFILE_SECTIONS = {"h": "time_grad", "c": "cell_grad"}
 HEATMAP_DPI = 100
 
 
@@ -103,8 +103,8 @@ def run_summaries(run: RunContents) -> dict[int, Any]:
     for key, value in run.final_numbers.items():
         last.value.add(tag=SUMMARY_PREFIX + key, simple_value=value)
     last.MergeFrom(text.text_pb(STATUS_TAG, run.description))
-    for kind, profile in run.time_profiles.items():
-        last.value.add(tag=f"{kind}/heatmap", image=heatmap_image(profile, run.name, PROFILE_STATES[kind]))
+    for state, profile in run.time_profiles.items():
+        last.value.add(tag=f"{PROFILE_SECTIONS[state]}/heatmap", image=heatmap_image(profile, run.name, state))
     # No experiment summary (hparams_config_pb): TensorBoard would take one run's, picked arbitrarily, for a
     # whole log folder. Without one it builds the table from every run's hyper-parameters, typed, and takes
     # each run's scalars as metric columns.

@@ -21,10 +21,9 @@ from gradexp.plotting.output import figure_format, render_figure, save_figure
 from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
-from gradexp.recording.layout import (CELL_GRADS, CELL_GRADS_PLOT, CLIP_THRESHOLD, CLIPPED, DEPTH_RATIO, EPOCH,
-                                      GRAD_FLOW_PLOT, GRAD_NORMS_PLOT, LOSS, LOSS_PLOT, LR, METRICS, SPLIT, STEP,
-                                      TIME_GRADS, TIME_GRADS_PLOT, MetricsColumns, parameter_names,
-                                      time_gradient_columns)
+from gradexp.recording.layout import (CELL_GRADS, CLIP_THRESHOLD, CLIPPED, DEPTH_RATIO, EPOCH, GRAD_FLOW_PLOT,
+                                      GRAD_NORMS_PLOT, LOSS, LOSS_PLOT, LR, METRICS, SPLIT, STEP, TIME_GRADIENT_FILES,
+                                      TIME_GRADIENT_PLOTS, MetricsColumns, parameter_names, time_gradient_columns)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -51,11 +50,6 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
     for name, figure in run_figures(record.metrics, record.evaluations(), record.config, time_gradients,
                                     run_dir.name, plot, chosen):
         save_figure(figure, run_dir / name)
-
-
-# The states whose gradients through time a run may record: the CSV each is in, and the figure drawn of it.
-TIME_GRADIENT_FILES = {"h": TIME_GRADS, "c": CELL_GRADS}
-TIME_GRADIENT_PLOTS = {"h": TIME_GRADS_PLOT, "c": CELL_GRADS_PLOT}
 
 
 def run_figures(frame: pd.DataFrame, evaluations: Optional[pd.DataFrame], config: Optional[Mapping[str, Any]],

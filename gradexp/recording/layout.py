@@ -41,6 +41,9 @@ TIME_GRADS_PLOT = "time_grads.pdf"
 CELL_GRADS = "cell_grads.csv"
 CELL_GRADS_PLOT = "cell_grads.pdf"
 GRAD_FLOW_PLOT = "grad_flow.pdf"
+# The states whose gradients through time a run may record (h, an LSTM's c too): the CSV each is in, its figure.
+TIME_GRADIENT_FILES = {"h": TIME_GRADS, "c": CELL_GRADS}
+TIME_GRADIENT_PLOTS = {"h": TIME_GRADS_PLOT, "c": CELL_GRADS_PLOT}
 BEST_CHECKPOINT = "best.pt"
 RESUME_POINT = "last.pt"
 # Every file a run writes; a command that writes beside a run's files never takes one of these names.
