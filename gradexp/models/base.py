@@ -7,6 +7,7 @@ when there is nothing to say (an empty `output_axes`), so no caller needs hasatt
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -72,3 +73,27 @@ class StateHooks:
         if len(self.caught) == self.length:
             self.deliver(torch.linalg.vector_norm(torch.stack([self.caught[s] for s in range(self.length)]),
                                                  dim=(-2, -1)))
+
+
+def through_rnn_kernel(kernel: Callable[..., tuple], inputs: torch.Tensor, initial: object, W: torch.Tensor,
+                       U: torch.Tensor, b: torch.Tensor) -> tuple:
+    """torch's one-layer RNN kernel `kernel` (torch._VF.rnn_tanh, lstm or gru) over `inputs` (batch, time, in) from
+    the state `initial`, with the book's weights: W (in x gates*hidden) on the input, U (hidden x gates*hidden) on
+    the state, b on the input side and none on the state side. Returns the kernel's outputs.
+
+    The kernel computes x A^T + a + h B^T + c, so A = W^T, B = U^T, a = b and c = 0 (a constant, not a parameter);
+    autograd carries the gradients back to W, U and b through the transposes.
+    """
+    bias = b.reshape(-1)
+    # cuDNN views each weight as one flat block, which a transpose's strides are not.
+    weights = [W.t().contiguous(), U.t().contiguous(), bias, torch.zeros_like(bias)]
+    # After the weights: has_biases, num_layers, dropout, train, bidirectional, batch_first. `train` only tells
+    # cuDNN to keep what its backward needs, so it follows grad mode.
+    arguments = (inputs, initial, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    if not inputs.is_cuda:
+        return kernel(*arguments)
+    with warnings.catch_warnings():
+        # cuDNN warns at the first call that the weights are not one packed buffer, so it packs them at every
+        # call: they are made from W, U and b anew each step, and there is no packed buffer to keep.
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        return kernel(*arguments)

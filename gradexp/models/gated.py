@@ -28,14 +28,14 @@ through time: ‖∂L/∂h_t‖ for both, and ‖∂L/∂c_t‖ of the LSTM's ce
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
 
 from gradexp.data.base import DataSpec
 from gradexp.models import MODELS
-from gradexp.models.base import StateHooks, TimeGradients
+from gradexp.models.base import StateHooks, TimeGradients, through_rnn_kernel
 from gradexp.models.srn import Init, SequenceClassifier, check_token_classification, embed
 from gradexp.value_types import PositiveInt
 
@@ -85,11 +85,10 @@ class GatedRecurrence(nn.Module):
         """Every gate's `kind` tensor side by side, in `order` (default: `gates`): (rows, gates x hidden)."""
         return torch.cat([getattr(self, f"{kind}_{gate}") for gate in order or self.gates], dim=1)
 
-    def kernel_weights(self, order: tuple[str, ...]) -> list[torch.Tensor]:
-        """The gates' tensors in the layout of torch's kernels: the gates in the kernel's `order` as rows of
-        W_ih (gates x hidden, input) and W_hh, the biases on the input side and zero on the hidden side."""
-        bias = self.joined("b", order).reshape(-1)
-        return [self.joined("W", order).t(), self.joined("U", order).t(), bias, torch.zeros_like(bias)]
+    def through_kernel(self, kernel: Callable[..., tuple], inputs: torch.Tensor, initial: object,
+                       order: tuple[str, ...]) -> tuple:
+        """torch's kernel over `inputs`, the gates' tensors joined in the kernel's `order`."""
+        return through_rnn_kernel(kernel, inputs, initial, *(self.joined(kind, order) for kind in "WUb"))
 
     def over_tokens(self, tokens: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The last hidden state (batch, hidden) for tokens (batch, time) embedded by `embedding`'s rows."""
@@ -128,8 +127,7 @@ class LSTM(GatedRecurrence):
     def fused(self, inputs: torch.Tensor) -> torch.Tensor:
         """torch's LSTM kernel: its gates are (i, f, g, o), g the candidate."""
         zeros = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
-        _, last, _ = torch._VF.lstm(inputs, (zeros, zeros), self.kernel_weights(("i", "f", "c", "o")), True, 1, 0.0,
-                                    torch.is_grad_enabled(), False, True)
+        _, last, _ = self.through_kernel(torch._VF.lstm, inputs, (zeros, zeros), ("i", "f", "c", "o"))
         return last[0]
 
 
@@ -155,8 +153,7 @@ class GRU(GatedRecurrence):
         """torch's GRU kernel: gates (r, z, n), n the candidate; with the hidden-side bias zero, r scales h U_h
         alone, as in the loop."""
         zeros = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
-        _, last = torch._VF.gru(inputs, zeros, self.kernel_weights(("r", "z", "h")), True, 1, 0.0,
-                                torch.is_grad_enabled(), False, True)
+        _, last = self.through_kernel(torch._VF.gru, inputs, zeros, ("r", "z", "h"))
         return last[0]
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from gradexp.data.base import DataSpec
 from gradexp.errors import ConfigError
 from gradexp.models import MODELS
-from gradexp.models.base import StateHooks, TimeGradients
+from gradexp.models.base import StateHooks, TimeGradients, through_rnn_kernel
 from gradexp.models.srn_bptt import bptt_recurrence, bptt_token_recurrence
 from gradexp.value_types import PositiveInt
 
@@ -61,23 +61,15 @@ def loop_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: t
 def fused_recurrence(inputs: torch.Tensor, W: torch.Tensor, U: torch.Tensor, b: torch.Tensor,
                      time_gradients: None = None) -> torch.Tensor:
     """The same recurrence through torch's RNN kernel (which keeps ∂L/∂h_t inside: `time_gradients` is always
-    None, SequenceClassifier.record_time_gradients refuses this backend).
-
-    nn.RNN computes h_t = tanh(x_t A^T + a + h_{t-1} B^T + c); with A = W^T, B = U^T, a = b and
-    c = 0 (a constant, not a parameter) that is exactly the book's rule, and autograd carries the
-    gradients back to W, U and b through the transposes.
+    None, SequenceClassifier.record_time_gradients refuses this backend): h_t = tanh(x_t W + h_{t-1} U + b).
 
     The kernel has no vmap batching rule, so under torch.func.vmap (vectorized sweeps train many
     SRNs as one) the same recurrence is written out step by step instead.
     """
     if any(torch._C._functorch.is_batchedtensor(tensor) for tensor in (inputs, W, U, b)):
         return loop_recurrence(inputs, W, U, b)
-    bias = b.reshape(-1)
     initial = inputs.new_zeros(1, inputs.shape[0], W.shape[1])
-    weights = [W.t(), U.t(), bias, torch.zeros_like(bias)]
-    # Arguments after the weights: has_biases, num_layers, dropout, train, bidirectional, batch_first.
-    # `train` only tells cuDNN to keep what its backward needs, so it follows grad mode.
-    _, last = torch._VF.rnn_tanh(inputs, initial, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    _, last = through_rnn_kernel(torch._VF.rnn_tanh, inputs, initial, W, U, b)
     return last[0]
 
 

@@ -92,6 +92,20 @@ def test_gradients_equal_torchs_kernel_with_the_weights_mapped(name: str, backen
     assert rnn.backend == backend
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.filterwarnings("error::UserWarning")  # cuDNN's warning about unpacked weights is ours to keep quiet
+@pytest.mark.parametrize("backend", ["loop", "fused"])
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_every_backend_on_cuda_matches_the_loop_on_cpu(name: str, backend: str) -> None:
+    on_cpu, tokens, labels = model_and_batch(name, "loop")
+    on_gpu, _, _ = model_and_batch(name, backend)
+    on_gpu.cuda()
+    summed_loss(on_cpu, tokens, labels).backward()
+    summed_loss(on_gpu, tokens.cuda(), labels.cuda()).backward()
+    for (name_cpu, p_cpu), (_, p_gpu) in zip(on_cpu.named_parameters(), on_gpu.named_parameters()):
+        torch.testing.assert_close(p_gpu.grad.cpu(), p_cpu.grad, rtol=1e-9, atol=1e-11, msg=name_cpu)
+
+
 # Gradients through time -------------------------------------------------------------------------------------
 
 def reference_step(name: str, rnn: nn.Module, x_t: torch.Tensor, hidden: torch.Tensor,

@@ -143,6 +143,7 @@ def test_an_unknown_backend_is_a_config_error(write_config) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.filterwarnings("error::UserWarning")  # cuDNN's warning about unpacked weights is ours to keep quiet
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_every_backend_on_cuda_matches_cpu(backend: str) -> None:
     loop, other = twin_models(8, 16, backend)
