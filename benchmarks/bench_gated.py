@@ -2,7 +2,7 @@
 backend (the book's step-by-step recurrence, autograd; the default, the one that gives gradients through time)
 and of torch's fused LSTM/GRU kernel, side by side in one process, interleaved round by round, one thread.
 
-Run: python benchmarks/bench_gated.py [--repeats N]        (also part of make bench)
+Run: python benchmarks/bench_gated.py [--repeats N] [--device cuda]        (also part of make bench)
 
 Each variant is the whole training loop as gradexp runs it (the runner's clock: first step to the last dev
 evaluation), with time_grads recorded for the loop backend (the default) and not for fused (it cannot), and
@@ -40,15 +40,18 @@ def steps_per_second(config: Path, overrides: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds [3]")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     options = parser.parse_args()
     torch.set_num_threads(1)
+    variants = {name: [*overrides, f"train.device={options.device}"] for name, overrides in VARIANTS.items()}
+    print(f"device: {torch.cuda.get_device_name() if options.device == 'cuda' else 'cpu, one thread'}")
     for model in ("lstm", "gru"):
         config = CONFIGS / f"{model}_explode.yaml"
-        for overrides in VARIANTS.values():  # warm-up round, not counted
+        for overrides in variants.values():  # warm-up round, not counted
             steps_per_second(config, overrides)
-        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        rates: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(options.repeats):
-            for name, overrides in VARIANTS.items():
+            for name, overrides in variants.items():
                 rates[name].append(steps_per_second(config, overrides))
         medians = {name: statistics.median(values) for name, values in rates.items()}
         print(f"\n{model}_explode.yaml (250 steps), steps/s by the wall clock, median of {options.repeats} rounds")

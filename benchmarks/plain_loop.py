@@ -1,7 +1,7 @@
 """E1's explosion run as a student writes it by hand: the fourth side of benchmarks/bench_srn.py (issue 16).
 
 No DataLoader: the training tensors are sliced directly. Each step: clear the gradients, forward,
-loss, backward, the recurrent layer's three gradient norms (W, U, b) read to the host with `.numpy()`
+loss, backward, the recurrent layer's three gradient norms (W, U, b) read to the host with `.cpu().numpy()`
 and the loss with `.item()`, SGD step. A dev evaluation every `eval_every` steps (and after the last
 step) keeps a copy of the best weights in memory; at the end the best weights are evaluated on the
 test split. Torch computes with its default thread count (one per core) unless told otherwise.
@@ -78,7 +78,7 @@ def train_plainly(config: ExperimentConfig, device: torch.device, threads: int =
                 loss = loss_fn(model(inputs), labels)
                 loss.backward()
                 for name, parameter in watched.items():
-                    grad_norms[name].append(parameter.grad.norm().numpy())
+                    grad_norms[name].append(parameter.grad.norm().cpu().numpy())
                 losses.append(loss.item())
                 optimizer.step()
                 step += 1
