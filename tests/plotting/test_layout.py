@@ -75,14 +75,21 @@ def draw(names: list[str], folder: Path, fresh: bool) -> tuple[dict[str, bytes],
     return written, [id(figure) for figure in figures]
 
 
+@pytest.fixture(scope="module")
+def fresh_bytes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Each figure's PDF drawn on a new figure (the same in any order)."""
+    fresh, _ = draw(list(FIGURES), tmp_path_factory.mktemp("fresh"), fresh=True)
+    forget_released_figures()
+    return fresh
+
+
 @pytest.mark.parametrize("order", ["as listed", "reversed"])
-def test_a_reused_figure_gives_the_bytes_of_a_new_one(tmp_path: Path, order: str) -> None:
+def test_a_reused_figure_gives_the_bytes_of_a_new_one(tmp_path: Path, order: str,
+                                                      fresh_bytes: dict[str, bytes]) -> None:
     names = list(FIGURES) if order == "as listed" else list(reversed(FIGURES))
     names = names + names  # every figure also drawn on the one it left behind
-    (tmp_path / "fresh").mkdir()
     (tmp_path / "reused").mkdir()
-    fresh, _ = draw(names, tmp_path / "fresh", fresh=True)
     forget_released_figures()
     reused, figures = draw(names, tmp_path / "reused", fresh=False)
     assert len(set(figures)) < len(figures) - len(FIGURES) // 2  # figures were reused, and often
-    assert [name for name in FIGURES if reused[name] != fresh[name]] == []
+    assert [name for name in FIGURES if reused[name] != fresh_bytes[name]] == []
