@@ -41,6 +41,6 @@ rm -rf "$out/srn_explode_cuda"
 # 64-run sweeps of 20 epochs (issue 16's length), one at a time against one vectorized batch on the GPU.
 part bench_sweep 150 "$python" benchmarks/bench_sweep.py --device cuda
 # E1 side by side, and scaling with length and width, on the GPU.
-part bench_srn 150 "$python" benchmarks/bench_srn.py --quick --device cuda --sections 1,2
+part bench_srn 300 "$python" benchmarks/bench_srn.py --quick --device cuda --sections 1,2
 # The gated models' loop against cuDNN's LSTM and GRU kernels.
 part bench_gated 90 "$python" benchmarks/bench_gated.py --repeats 2 --device cuda
