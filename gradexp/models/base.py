@@ -85,15 +85,16 @@ def through_rnn_kernel(kernel: Callable[..., tuple], inputs: torch.Tensor, initi
     autograd carries the gradients back to W, U and b through the transposes.
     """
     bias = b.reshape(-1)
-    # cuDNN views each weight as one flat block, which a transpose's strides are not.
-    weights = [W.t().contiguous(), U.t().contiguous(), bias, torch.zeros_like(bias)]
+    weights = [W.t(), U.t(), bias, torch.zeros_like(bias)]
     # After the weights: has_biases, num_layers, dropout, train, bidirectional, batch_first. `train` only tells
     # cuDNN to keep what its backward needs, so it follows grad mode.
-    arguments = (inputs, initial, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    options = (True, 1, 0.0, torch.is_grad_enabled(), False, True)
     if not inputs.is_cuda:
-        return kernel(*arguments)
+        return kernel(inputs, initial, weights, *options)
+    # cuDNN views each weight as one flat block, which a transpose's strides are not.
+    weights = [weight.contiguous() for weight in weights]
     with warnings.catch_warnings():
         # cuDNN warns at the first call that the weights are not one packed buffer, so it packs them at every
         # call: they are made from W, U and b anew each step, and there is no packed buffer to keep.
         warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
-        return kernel(*arguments)
+        return kernel(inputs, initial, weights, *options)
