@@ -21,14 +21,11 @@ import pandas as pd
 from gradexp.compare.runs import gather_runs, unique_names
 from gradexp.compare.table import status_text
 from gradexp.errors import DataError, GradexpError
-from gradexp.recording.folder import RunFolder, flatten, read_time_gradients
+from gradexp.recording.folder import RunFolder, flatten
 from gradexp.recording.layout import (BEST_CHECKPOINT, EPOCH, EVALUATIONS, METRICS, RESUME_POINT, RUN_FILES, SPLIT,
-                                      STEP, TIME_GRADIENT_FILES)
+                                      STEP, SWEEP_RECORD)
 from gradexp.recording.summary import number
 
-# What `gradexp sweep` writes beside its run folders: a run inside such a folder is named after the sweep too,
-# so the same point of two sweeps exported to one place stays two runs.
-SWEEP_RECORD = "sweep.yaml"
 # The status of a run folder without summary.json (the run crashed, or is still training).
 INCOMPLETE = "incomplete"
 SUMMARY_PREFIX = "summary/"
@@ -109,8 +106,6 @@ def read_contents(run: RunFolder, name: str) -> RunContents:
     evaluations = run.evaluations()
     if evaluations is not None:
         series += evaluation_series(evaluations, run.path / EVALUATIONS)
-    profiles = {state: read_time_gradients(run.path / file) for state, file in TIME_GRADIENT_FILES.items()
-                if (run.path / file).is_file()}
     return RunContents(
         folder=run.path.resolve(), name=name,
         status=(summary.status or INCOMPLETE) if summary else INCOMPLETE,
@@ -118,7 +113,7 @@ def read_contents(run: RunFolder, name: str) -> RunContents:
         hyperparameters={key: hyper_value(value) for key, value in (run.config or {}).items()},
         series=series,
         final_numbers=final_numbers(summary.to_json()) if summary else {},
-        time_profiles=profiles,
+        time_profiles=run.time_gradients(),
         files=[run.path / file for file in EXPORTED_FILES if (run.path / file).is_file()],
     )
 
@@ -179,7 +174,8 @@ def hyper_value(value: Any) -> HyperValue:
 
 
 def run_name(folder: Path) -> str:
-    """The folder's name, after its sweep's (sweep-srn_clip-20261130-101500/000-lr0.05-seed0) inside a sweep."""
+    """The folder's name, after its sweep's (sweep-srn_clip-20261130-101500/000-lr0.05-seed0) inside a sweep: the
+    same point of two sweeps exported to one place stays two runs."""
     if (folder.parent / SWEEP_RECORD).is_file():
         return f"{folder.parent.name}/{folder.name}"
     return folder.name

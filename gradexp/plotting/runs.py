@@ -22,8 +22,8 @@ from gradexp.plotting.thresholds import clip_section
 from gradexp.plotting.time_grads import time_grads_figure
 from gradexp.recording.folder import RunFolder, is_time_gradients_csv, read_metrics, read_time_gradients
 from gradexp.recording.layout import (CELL_GRADS, CLIP_THRESHOLD, CLIPPED, DEPTH_RATIO, EPOCH, GRAD_FLOW_PLOT,
-                                      GRAD_NORMS_PLOT, LOSS, LOSS_PLOT, LR, METRICS, SPLIT, STEP, TIME_GRADIENT_FILES,
-                                      TIME_GRADIENT_PLOTS, MetricsColumns, parameter_names, time_gradient_columns)
+                                      GRAD_NORMS_PLOT, LOSS, LOSS_PLOT, LR, METRICS, SPLIT, STEP, TIME_GRADIENT_PLOTS,
+                                      MetricsColumns, parameter_names, time_gradient_columns)
 
 # The default output of `gradexp plot`: a name no run writes, so a re-plot never replaces the run's own figure.
 REPLOT_NAME = "grad_norms-replot.pdf"
@@ -45,9 +45,7 @@ def plot_run(run_dir: Path, plot: PlotConfig, parameters: Sequence[str]) -> None
     if not len(record.metrics):
         return
     chosen = select_parameters(parameter_names(record.metrics.columns), parameters, str(run_dir / METRICS))
-    time_gradients = {state: read_time_gradients(run_dir / csv_name) for state, csv_name in TIME_GRADIENT_FILES.items()
-                      if (run_dir / csv_name).is_file()}
-    for name, figure in run_figures(record.metrics, record.evaluations(), record.config, time_gradients,
+    for name, figure in run_figures(record.metrics, record.evaluations(), record.config, record.time_gradients(),
                                     run_dir.name, plot, chosen):
         save_figure(figure, run_dir / name)
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from gradexp.errors import DataError
 from gradexp.recording.files import read_config
-from gradexp.recording.layout import (CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, parameter_names,
-                                      time_gradient_columns)
+from gradexp.recording.layout import (CONFIG, EVALUATIONS, GRAD_PREFIX, METRICS, STEP, SUMMARY, TIME_GRADIENT_FILES,
+                                      parameter_names, time_gradient_columns)
 from gradexp.recording.summary import RunSummary
 
 
@@ -53,6 +53,12 @@ class RunFolder:
         """eval.csv, or None without one."""
         path = self.path / EVALUATIONS
         return read_csv(path, "an eval.csv") if path.is_file() else None
+
+    def time_gradients(self) -> dict[str, pd.DataFrame]:
+        """The gradients through time the run recorded (time_grads.csv; an LSTM's cell_grads.csv too) by the state
+        they are of (h, c); empty for a run that recorded none."""
+        return {state: read_time_gradients(self.path / file) for state, file in TIME_GRADIENT_FILES.items()
+                if (self.path / file).is_file()}
 
 
 def read_time_gradients(path: Path) -> pd.DataFrame:

@@ -46,6 +46,8 @@ TIME_GRADIENT_FILES = {"h": TIME_GRADS, "c": CELL_GRADS}
 TIME_GRADIENT_PLOTS = {"h": TIME_GRADS_PLOT, "c": CELL_GRADS_PLOT}
 BEST_CHECKPOINT = "best.pt"
 RESUME_POINT = "last.pt"
+# What `gradexp sweep` writes beside its run folders: how it was called. A folder holding it is a sweep.
+SWEEP_RECORD = "sweep.yaml"
 # Every file a run writes; a command that writes beside a run's files never takes one of these names.
 RUN_FILES = (CONFIG, METRICS, EVALUATIONS, SUMMARY, GRAD_NORMS_PLOT, LOSS_PLOT, BEST_CHECKPOINT, RESUME_POINT,
              TIME_GRADS, TIME_GRADS_PLOT, CELL_GRADS, CELL_GRADS_PLOT, GRAD_FLOW_PLOT)

@@ -23,7 +23,7 @@ from gradexp.config.schema import ExperimentConfig
 from gradexp.errors import ConfigError, OptionError
 from gradexp.experiment import build_experiment
 from gradexp.recording.files import create_run_folder, write_bytes, write_yaml
-from gradexp.recording.layout import TOTAL
+from gradexp.recording.layout import SWEEP_RECORD, TOTAL
 from gradexp.sweep.backends import SweepBackend
 from gradexp.sweep.figure import write_sweep_pdf
 from gradexp.sweep.grid import GridAxis, SweepPoint, expand, parse_axis, point_config
@@ -122,7 +122,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, backend: SweepBackend,
     and sweep.pdf there. `finished` hears of each point's outcome as it comes (the invalid points' first)."""
     finished = finished or (lambda outcome: None)
     folder = create_run_folder(out_dir, f"sweep-{plan.stem}")
-    write_yaml(folder / "sweep.yaml", {
+    write_yaml(folder / SWEEP_RECORD, {
         "config": plan.source, "set": list(plan.overrides),
         "grid": {axis.key: list(axis.texts) for axis in plan.axes},
         "seeds": sorted({point.seed for point in plan.points}), "metric": plan.metric, **backend.settings,
